@@ -1,0 +1,37 @@
+# Everything installs from uv.lock into .venv; the only prerequisites are python3 (>= 3.11) and make.
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup run test test-fast lint clean lock
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml
+	$(UV) sync --frozen --all-extras --python $(PYTHON)
+	touch $@
+
+setup: $(VENV)/.synced
+
+lock: $(UV)
+	$(UV) lock
+
+## The gateway in dev mode on an embedded S3 + KMS (moto server on 127.0.0.1).
+run: setup
+	$(BIN)/envelope-gateway dev $(ARGS)
+
+## The whole test suite.
+test: setup
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+## Without the large-object tests.
+test-fast: setup
+	$(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .hypothesis

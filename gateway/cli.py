@@ -1,0 +1,3 @@
+"""Command line: `envelope-gateway serve | dev | check-config`."""
+def main() -> None:
+    raise SystemExit("not yet")

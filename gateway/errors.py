@@ -1,0 +1,155 @@
+"""The one error tree. Every error the gateway can answer with is a subclass of `S3Error` and carries the
+S3 error code and HTTP status a client expects. Foreign exceptions (botocore, aiohttp, cryptography) are
+translated into these at the boundary where they occur; nothing else reaches a client.
+
+Messages must never contain secrets: no data keys, no client secret keys, no signatures we computed.
+"""
+from __future__ import annotations
+
+
+class S3Error(Exception):
+    code: str = "InternalError"
+    status: int = 500
+    default_message: str = "We encountered an internal error. Please try again."
+
+    def __init__(self, message: str | None = None, **fields: str) -> None:
+        self.message = message or self.default_message
+        # Extra XML elements S3 puts into some errors (e.g. <Key>, <BucketName>, <ActualObjectSize>).
+        self.fields = fields
+        super().__init__(self.message)
+
+
+# --- 4xx: the request is wrong -------------------------------------------------------------------
+class InvalidRequest(S3Error):
+    code, status, default_message = "InvalidRequest", 400, "Invalid Request"
+
+
+class InvalidArgument(S3Error):
+    code, status, default_message = "InvalidArgument", 400, "Invalid Argument"
+
+
+class MalformedXML(S3Error):
+    code, status = "MalformedXML", 400
+    default_message = "The XML you provided was not well-formed or did not validate against our published schema."
+
+
+class InvalidDigest(S3Error):
+    code, status, default_message = "InvalidDigest", 400, "The Content-MD5 you specified was invalid."
+
+
+class BadDigest(S3Error):
+    code, status = "BadDigest", 400
+    default_message = "The Content-MD5 or checksum value that you specified did not match what the server received."
+
+
+class XAmzContentSHA256Mismatch(S3Error):
+    code, status = "XAmzContentSHA256Mismatch", 400
+    default_message = "The provided 'x-amz-content-sha256' header does not match what was computed."
+
+
+class IncompleteBody(S3Error):
+    code, status = "IncompleteBody", 400
+    default_message = "You did not provide the number of bytes specified by the Content-Length HTTP header."
+
+
+class MissingContentLength(S3Error):
+    code, status, default_message = "MissingContentLength", 411, "You must provide the Content-Length HTTP header."
+
+
+class EntityTooLarge(S3Error):
+    code, status = "EntityTooLarge", 400
+    default_message = "Your proposed upload exceeds the maximum allowed object size."
+
+
+class MetadataTooLarge(S3Error):
+    code, status = "MetadataTooLarge", 400
+    default_message = "Your metadata headers exceed the maximum allowed metadata size."
+
+
+class InvalidRange(S3Error):
+    code, status, default_message = "InvalidRange", 416, "The requested range is not satisfiable"
+
+
+class NotImplementedS3(S3Error):
+    code, status = "NotImplemented", 501
+    default_message = "A header or query you provided implies functionality that is not implemented."
+
+
+class MethodNotAllowed(S3Error):
+    code, status = "MethodNotAllowed", 405
+    default_message = "The specified method is not allowed against this resource."
+
+
+# --- 403: who is asking ---------------------------------------------------------------------------
+class AccessDenied(S3Error):
+    code, status, default_message = "AccessDenied", 403, "Access Denied"
+
+
+class InvalidAccessKeyId(S3Error):
+    code, status = "InvalidAccessKeyId", 403
+    default_message = "The AWS Access Key Id you provided does not exist in our records."
+
+
+class SignatureDoesNotMatch(S3Error):
+    code, status = "SignatureDoesNotMatch", 403
+    default_message = ("The request signature we calculated does not match the signature you provided. "
+                       "Check your key and signing method.")
+
+
+class RequestTimeTooSkewed(S3Error):
+    code, status = "RequestTimeTooSkewed", 403
+    default_message = "The difference between the request time and the current time is too large."
+
+
+class AuthorizationHeaderMalformed(S3Error):
+    code, status, default_message = "AuthorizationHeaderMalformed", 400, "The authorization header is malformed."
+
+
+class AuthorizationQueryParametersError(S3Error):
+    code, status = "AuthorizationQueryParametersError", 400
+    default_message = "Error parsing the X-Amz-Credential parameter."
+
+
+# --- objects the gateway cannot serve --------------------------------------------------------------
+class NotEncrypted(S3Error):
+    """The stored object lacks the gateway's envelope metadata (written around the gateway)."""
+    code, status = "InvalidObjectState", 403
+    default_message = "The object was not written through the encryption gateway and cannot be served."
+
+
+class UnsupportedFormat(S3Error):
+    """The envelope metadata names a format version or suite this gateway does not know."""
+    code, status = "InvalidObjectState", 403
+    default_message = "The object's encryption format is not supported by this gateway version."
+
+
+# --- 5xx: the gateway or its dependencies ----------------------------------------------------------
+class InternalError(S3Error):
+    pass
+
+
+class TamperedCiphertext(S3Error):
+    """A segment failed authentication, the key commitment did not match, or the stored object is truncated
+    or extended. Never returned as data: before the response starts it is a 500; after, the connection is
+    broken."""
+    code, status = "InternalError", 500
+    default_message = "The stored object failed its integrity check and is not returned."
+
+
+class KMSError(S3Error):
+    """KMS refused or failed (access denied, disabled key, throttling, unreachable)."""
+    code, status = "KMS.InternalError", 500
+    default_message = "The key management service could not provide a data key."
+
+
+class KMSAccessDenied(KMSError):
+    code, status = "KMS.AccessDeniedException", 403
+    default_message = "The gateway's key management request was denied."
+
+
+class UpstreamError(S3Error):
+    code, status, default_message = "ServiceUnavailable", 503, "The object store is unavailable."
+
+
+class SlowDown(S3Error):
+    code, status, default_message = "SlowDown", 503, "Please reduce your request rate."
