@@ -52,6 +52,12 @@ class IncompleteBody(S3Error):
     default_message = "You did not provide the number of bytes specified by the Content-Length HTTP header."
 
 
+class MalformedTrailerError(S3Error):
+    code, status = "MalformedTrailerError", 400
+    default_message = ("The request contained trailing data that was not well-formed or did not conform to our "
+                       "published schema.")
+
+
 class MissingContentLength(S3Error):
     code, status, default_message = "MissingContentLength", 411, "You must provide the Content-Length HTTP header."
 
@@ -68,6 +74,10 @@ class MetadataTooLarge(S3Error):
 
 class InvalidRange(S3Error):
     code, status, default_message = "InvalidRange", 416, "The requested range is not satisfiable"
+
+
+class InvalidPartNumber(S3Error):
+    code, status, default_message = "InvalidPartNumber", 416, "The requested partnumber is not satisfiable"
 
 
 class NotImplementedS3(S3Error):

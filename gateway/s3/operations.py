@@ -1,0 +1,285 @@
+"""Which S3 operation a request is, and how the gateway handles it. Pure.
+
+This is the defence against misrouting: a request the gateway does not recognise exactly is refused, never
+guessed at. A bucket sub-resource taken for "no sub-resource" would turn DELETE ?encryption into DeleteBucket;
+an object sub-resource taken for "no sub-resource" would store a plaintext body as an object. So every query
+parameter must be either a known sub-resource (which selects the operation) or a known ordinary parameter;
+anything else is refused with NotImplemented. Names follow the S3 API reference (and botocore's model).
+"""
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from gateway import errors
+
+
+class Handling(enum.Enum):
+    PUT_OBJECT = "put_object"
+    GET_OBJECT = "get_object"
+    HEAD_OBJECT = "head_object"
+    LIST_OBJECTS = "list_objects"
+    PASS_THROUGH = "pass_through"
+    REFUSE = "refuse"
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str                   # the S3 API name; "Unknown" when unrecognised (never client text: it is a label)
+    handling: Handling
+    bucket: str | None
+    key: str | None
+    error: errors.S3Error | None = None   # what to answer when handling is REFUSE
+
+
+_MULTIPART = "Multipart uploads are not supported by this gateway version yet"
+
+# --- bucket level ---------------------------------------------------------------------------------
+# sub-resource -> method -> operation name (all passed through: bucket configuration is not object data)
+_BUCKET_SUBRESOURCES: dict[str, dict[str, str]] = {
+    "abac": {"GET": "GetBucketAbac", "PUT": "PutBucketAbac"},
+    "accelerate": {"GET": "GetBucketAccelerateConfiguration", "PUT": "PutBucketAccelerateConfiguration"},
+    "acl": {"GET": "GetBucketAcl", "PUT": "PutBucketAcl"},
+    "analytics": {"GET": "GetBucketAnalyticsConfiguration", "PUT": "PutBucketAnalyticsConfiguration",
+                  "DELETE": "DeleteBucketAnalyticsConfiguration"},
+    "cors": {"GET": "GetBucketCors", "PUT": "PutBucketCors", "DELETE": "DeleteBucketCors"},
+    "delete": {"POST": "DeleteObjects"},
+    "encryption": {"GET": "GetBucketEncryption", "PUT": "PutBucketEncryption", "DELETE": "DeleteBucketEncryption"},
+    "intelligent-tiering": {"GET": "GetBucketIntelligentTieringConfiguration",
+                            "PUT": "PutBucketIntelligentTieringConfiguration",
+                            "DELETE": "DeleteBucketIntelligentTieringConfiguration"},
+    "inventory": {"GET": "GetBucketInventoryConfiguration", "PUT": "PutBucketInventoryConfiguration",
+                  "DELETE": "DeleteBucketInventoryConfiguration"},
+    "lifecycle": {"GET": "GetBucketLifecycleConfiguration", "PUT": "PutBucketLifecycleConfiguration",
+                  "DELETE": "DeleteBucketLifecycle"},
+    "location": {"GET": "GetBucketLocation"},
+    "logging": {"GET": "GetBucketLogging", "PUT": "PutBucketLogging"},
+    "metadataConfiguration": {"GET": "GetBucketMetadataConfiguration", "POST": "CreateBucketMetadataConfiguration",
+                              "DELETE": "DeleteBucketMetadataConfiguration"},
+    "metadataInventoryTable": {"PUT": "UpdateBucketMetadataInventoryTableConfiguration"},
+    "metadataJournalTable": {"PUT": "UpdateBucketMetadataJournalTableConfiguration"},
+    "metadataTable": {"GET": "GetBucketMetadataTableConfiguration", "POST": "CreateBucketMetadataTableConfiguration",
+                      "DELETE": "DeleteBucketMetadataTableConfiguration"},
+    "metrics": {"GET": "GetBucketMetricsConfiguration", "PUT": "PutBucketMetricsConfiguration",
+                "DELETE": "DeleteBucketMetricsConfiguration"},
+    "notification": {"GET": "GetBucketNotificationConfiguration", "PUT": "PutBucketNotificationConfiguration"},
+    "object-lock": {"GET": "GetObjectLockConfiguration", "PUT": "PutObjectLockConfiguration"},
+    "ownershipControls": {"GET": "GetBucketOwnershipControls", "PUT": "PutBucketOwnershipControls",
+                          "DELETE": "DeleteBucketOwnershipControls"},
+    "policy": {"GET": "GetBucketPolicy", "PUT": "PutBucketPolicy", "DELETE": "DeleteBucketPolicy"},
+    "policyStatus": {"GET": "GetBucketPolicyStatus"},
+    "publicAccessBlock": {"GET": "GetPublicAccessBlock", "PUT": "PutPublicAccessBlock",
+                          "DELETE": "DeletePublicAccessBlock"},
+    "replication": {"GET": "GetBucketReplication", "PUT": "PutBucketReplication", "DELETE": "DeleteBucketReplication"},
+    "requestPayment": {"GET": "GetBucketRequestPayment", "PUT": "PutBucketRequestPayment"},
+    "tagging": {"GET": "GetBucketTagging", "PUT": "PutBucketTagging", "DELETE": "DeleteBucketTagging"},
+    "versioning": {"GET": "GetBucketVersioning", "PUT": "PutBucketVersioning"},
+    "website": {"GET": "GetBucketWebsite", "PUT": "PutBucketWebsite", "DELETE": "DeleteBucketWebsite"},
+}
+# GET of these without ?id lists the configurations instead of fetching one.
+_BUCKET_LISTABLE = {"analytics": "ListBucketAnalyticsConfigurations",
+                    "intelligent-tiering": "ListBucketIntelligentTieringConfigurations",
+                    "inventory": "ListBucketInventoryConfigurations",
+                    "metrics": "ListBucketMetricsConfigurations"}
+# Sub-resources the gateway recognises but refuses: name by method, and why.
+_BUCKET_REFUSED: dict[str, tuple[dict[str, str], str]] = {
+    "uploads": ({"GET": "ListMultipartUploads"}, _MULTIPART),
+    # CreateSession (directory buckets) answers with session credentials: they would be the gateway's own,
+    # handed to a client, and would let it read and write the store around the encryption.
+    "session": ({"GET": "CreateSession"},
+                "CreateSession is not supported: its credentials would bypass the encryption gateway."),
+}
+# Ordinary parameters of bucket-level operations: they never select an operation.
+_BUCKET_PARAMS = frozenset({
+    "prefix", "delimiter", "marker", "max-keys", "encoding-type", "list-type", "continuation-token",
+    "start-after", "fetch-owner", "key-marker", "version-id-marker", "upload-id-marker", "max-uploads", "id",
+})
+_SERVICE_PARAMS = frozenset({"max-buckets", "continuation-token", "prefix", "bucket-region",
+                             "max-directory-buckets"})
+
+# --- object level ---------------------------------------------------------------------------------
+_OBJECT_SUBRESOURCES: dict[str, dict[str, str]] = {
+    "acl": {"GET": "GetObjectAcl", "PUT": "PutObjectAcl"},
+    "tagging": {"GET": "GetObjectTagging", "PUT": "PutObjectTagging", "DELETE": "DeleteObjectTagging"},
+    "retention": {"GET": "GetObjectRetention", "PUT": "PutObjectRetention"},
+    "legal-hold": {"GET": "GetObjectLegalHold", "PUT": "PutObjectLegalHold"},
+}
+_OBJECT_REFUSED: dict[str, tuple[dict[str, str], str]] = {
+    "uploads": ({"POST": "CreateMultipartUpload"}, _MULTIPART),
+    "uploadId": ({"PUT": "UploadPart", "POST": "CompleteMultipartUpload", "DELETE": "AbortMultipartUpload",
+                  "GET": "ListParts"}, _MULTIPART),
+    "attributes": ({"GET": "GetObjectAttributes"},
+                   "GetObjectAttributes is not supported: it would report the stored (encrypted) object's sizes "
+                   "and checksums."),
+    "select": ({"POST": "SelectObjectContent"}, "S3 Select cannot query objects stored encrypted."),
+    "restore": ({"POST": "RestoreObject"}, "RestoreObject is not supported by this gateway."),
+    "torrent": ({"GET": "GetObjectTorrent"}, "GetObjectTorrent is not supported by this gateway."),
+    # The encryption context binds each object to its bucket and key: a renamed object could not be decrypted.
+    "renameObject": ({"PUT": "RenameObject"}, "RenameObject is not supported: objects are encrypted under their "
+                                              "bucket and key."),
+}
+_OBJECT_PARAMS = frozenset({"versionId", "partNumber", "select-type", "max-parts", "part-number-marker"})
+_RESPONSE_OVERRIDE = "response-"   # response-content-type etc.: GetObject/HeadObject parameters
+
+
+def _refuse(name: str, bucket: str | None, key: str | None, error: errors.S3Error) -> Operation:
+    return Operation(name, Handling.REFUSE, bucket, key, error)
+
+
+def _not_allowed(method: str, resource_type: str, bucket: str | None, key: str | None) -> Operation:
+    return _refuse("Unknown", bucket, key, errors.MethodNotAllowed(Method=method, ResourceType=resource_type))
+
+
+def _hoisted(name: str) -> bool:
+    # Presigners (aws-sdk-js v3, for one) move signed x-amz-* headers into the query string. S3 reads them as
+    # headers. Harmless on reads; on writes they could carry what the gateway refuses in headers (reserved
+    # metadata, checksums over plaintext, x-amz-copy-source) past its checks, so writes refuse them.
+    return name.lower().startswith("x-amz-")
+
+
+def _header(headers: Mapping[str, str], wanted: str) -> str | None:
+    for name, value in headers.items():
+        if name.lower() == wanted:
+            return value
+    return None
+
+
+def _unsupported_parameter(name: str, bucket: str | None, key: str | None) -> Operation:
+    # The parameter's name goes into the message, for the client; the operation name stays a fixed label.
+    return _refuse("Unknown", bucket, key, errors.NotImplementedS3(
+        f"The request parameter {name!r} is not supported by this gateway."))
+
+
+def classify(method: str, bucket: str | None, key: str | None, query: Mapping[str, str],
+             headers: Mapping[str, str]) -> Operation:
+    method = method.upper()
+    # `x-id` is the SDKs' routing hint (?x-id=PutObject): S3 ignores it. addressing.resolve drops it already.
+    query = {name: value for name, value in query.items() if name != "x-id"}
+    bucket = bucket or None
+    key = key or None
+    if bucket is None:
+        return _service(method, query)
+    if key is None:
+        return _bucket(method, bucket, query)
+    return _object(method, bucket, key, query, headers)
+
+
+def _check_hoisted(method: str, query: Mapping[str, str], bucket: str | None, key: str | None
+                   ) -> Operation | None:
+    if method in ("GET", "HEAD"):
+        return None
+    for name in query:
+        if _hoisted(name):
+            return _refuse("Unknown", bucket, key, errors.NotImplementedS3(
+                f"Request headers in the query string ({name}) are not supported for this request; send them "
+                "as headers."))
+    return None
+
+
+def _service(method: str, query: Mapping[str, str]) -> Operation:
+    if method != "GET":
+        return _not_allowed(method, "SERVICE", None, None)
+    for name in query:
+        if name not in _SERVICE_PARAMS and not _hoisted(name):
+            return _unsupported_parameter(name, None, None)
+    return Operation("ListBuckets", Handling.PASS_THROUGH, None, None)
+
+
+def _bucket(method: str, bucket: str, query: Mapping[str, str]) -> Operation:
+    refused = _check_hoisted(method, query, bucket, None)
+    if refused is not None:
+        return refused
+    subresources = []
+    for name in query:
+        if name in _BUCKET_SUBRESOURCES or name in _BUCKET_REFUSED or name == "versions":
+            subresources.append(name)
+        elif name not in _BUCKET_PARAMS and not _hoisted(name):
+            return _unsupported_parameter(name, bucket, None)
+    if len(subresources) > 1:
+        return _refuse("Unknown", bucket, None, errors.NotImplementedS3(
+            "The request names more than one sub-resource: " + ", ".join(sorted(subresources)) + "."))
+
+    if not subresources:
+        if method == "GET":
+            list_type = query.get("list-type")
+            if list_type is None:
+                return Operation("ListObjects", Handling.LIST_OBJECTS, bucket, None)
+            if list_type == "2":
+                return Operation("ListObjectsV2", Handling.LIST_OBJECTS, bucket, None)
+            return _refuse("ListObjects", bucket, None, errors.InvalidArgument(
+                "Invalid list-type: only 2 is supported.", ArgumentName="list-type", ArgumentValue=list_type))
+        simple = {"PUT": "CreateBucket", "DELETE": "DeleteBucket", "HEAD": "HeadBucket"}
+        if method in simple:
+            return Operation(simple[method], Handling.PASS_THROUGH, bucket, None)
+        if method == "POST":
+            # POST to a bucket is the browser form upload (PostObject): it would store the plaintext as sent.
+            return _refuse("PostObject", bucket, None, errors.NotImplementedS3(
+                "Browser-based POST uploads are not supported by this gateway."))
+        return _not_allowed(method, "BUCKET", bucket, None)
+
+    sub = subresources[0]
+    if sub == "versions":
+        if method == "GET":
+            return Operation("ListObjectVersions", Handling.LIST_OBJECTS, bucket, None)
+        return _not_allowed(method, "BUCKET", bucket, None)
+    if sub in _BUCKET_REFUSED:
+        names, message = _BUCKET_REFUSED[sub]
+        if method in names:
+            return _refuse(names[method], bucket, None, errors.NotImplementedS3(message))
+        return _not_allowed(method, "BUCKET", bucket, None)
+    names = _BUCKET_SUBRESOURCES[sub]
+    if method not in names:
+        return _not_allowed(method, "BUCKET", bucket, None)
+    name = names[method]
+    if method == "GET" and sub in _BUCKET_LISTABLE and "id" not in query:
+        name = _BUCKET_LISTABLE[sub]
+    return Operation(name, Handling.PASS_THROUGH, bucket, None)
+
+
+def _object(method: str, bucket: str, key: str, query: Mapping[str, str], headers: Mapping[str, str]
+            ) -> Operation:
+    refused = _check_hoisted(method, query, bucket, key)
+    if refused is not None:
+        return refused
+    subresources = []
+    for name in query:
+        if name in _OBJECT_SUBRESOURCES or name in _OBJECT_REFUSED:
+            subresources.append(name)
+        elif not (name in _OBJECT_PARAMS or name.startswith(_RESPONSE_OVERRIDE) or _hoisted(name)):
+            return _unsupported_parameter(name, bucket, key)
+    if len(subresources) > 1:
+        return _refuse("Unknown", bucket, key, errors.NotImplementedS3(
+            "The request names more than one sub-resource: " + ", ".join(sorted(subresources)) + "."))
+    copy_source = _header(headers, "x-amz-copy-source")
+
+    if subresources:
+        sub = subresources[0]
+        if sub in _OBJECT_REFUSED:
+            names, message = _OBJECT_REFUSED[sub]
+            if method not in names:
+                return _not_allowed(method, "OBJECT", bucket, key)
+            name = names[method]
+            if name == "UploadPart" and copy_source is not None:
+                name = "UploadPartCopy"
+            return _refuse(name, bucket, key, errors.NotImplementedS3(message))
+        names = _OBJECT_SUBRESOURCES[sub]
+        if method not in names:
+            return _not_allowed(method, "OBJECT", bucket, key)
+        return Operation(names[method], Handling.PASS_THROUGH, bucket, key)
+
+    if method == "PUT":
+        if copy_source is not None:
+            return _refuse("CopyObject", bucket, key, errors.NotImplementedS3(
+                "CopyObject is not supported by this gateway version yet."))
+        if query:
+            # partNumber without uploadId (or any GET-only parameter) is no PutObject S3 defines.
+            return _unsupported_parameter(next(iter(query)), bucket, key)
+        return Operation("PutObject", Handling.PUT_OBJECT, bucket, key)
+    if method == "GET":
+        return Operation("GetObject", Handling.GET_OBJECT, bucket, key)
+    if method == "HEAD":
+        return Operation("HeadObject", Handling.HEAD_OBJECT, bucket, key)
+    if method == "DELETE":
+        return Operation("DeleteObject", Handling.PASS_THROUGH, bucket, key)
+    return _not_allowed(method, "OBJECT", bucket, key)

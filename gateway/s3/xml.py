@@ -1,0 +1,189 @@
+"""S3 XML the gateway writes (error documents) or rewrites (listings), and upstream error documents it reads.
+
+Upstream XML is untrusted input: it is parsed only with defusedxml (no DTDs, no entities). Listings are
+rewritten in place, keeping the namespace, element order and whatever elements we do not know, and are
+written back by a small serialiser of our own, because ElementTree's writes a carriage return in a key raw,
+which the client's parser would then read back as a line feed.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from urllib.parse import unquote_plus
+from xml.etree.ElementTree import Element
+
+import defusedxml.ElementTree as SafeET
+from defusedxml import DefusedXmlException
+
+from gateway import errors
+
+S3_NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
+DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+
+# Characters XML 1.0 cannot carry at all, not even as references. An error message or resource naming a key
+# with such a character would otherwise make the whole error document unreadable.
+_INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+_XML_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
+_TEXT_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"}
+_ATTR_ESCAPES = {**_TEXT_ESCAPES, '"': "&quot;", "\n": "&#10;", "\t": "&#9;"}
+_TEXT_SPECIAL = re.compile("[&<>\r]")
+_ATTR_SPECIAL = re.compile("[&<>\r\"\n\t]")
+
+
+def _text(value: str) -> str:
+    value = _INVALID_XML.sub("\ufffd", value)
+    return _TEXT_SPECIAL.sub(lambda m: _TEXT_ESCAPES[m.group()], value)
+
+
+def _attr(value: str) -> str:
+    return _ATTR_SPECIAL.sub(lambda m: _ATTR_ESCAPES[m.group()], _INVALID_XML.sub("\ufffd", value))
+
+
+def error_body(code: str, message: str, resource: str, request_id: str,
+               fields: Mapping[str, str] | None = None) -> bytes:
+    """An S3 error document: Code, Message, the error's extra fields, Resource, RequestId."""
+    parts = [f"<Error><Code>{_text(code)}</Code><Message>{_text(message)}</Message>"]
+    for name, value in (fields or {}).items():
+        if _XML_NAME.match(name) and not name.lower().startswith("xml"):
+            parts.append(f"<{name}>{_text(str(value))}</{name}>")
+    parts.append(f"<Resource>{_text(resource)}</Resource><RequestId>{_text(request_id)}</RequestId></Error>")
+    return DECLARATION + "".join(parts).encode("utf-8")
+
+
+# --- reading --------------------------------------------------------------------------------------
+
+def _parse(body: bytes) -> Element:
+    return SafeET.fromstring(body, forbid_dtd=True)
+
+
+def _split(tag: str) -> tuple[str, str]:
+    """'{uri}local' -> (uri, local); a tag without a namespace has uri ''."""
+    if tag.startswith("{"):
+        uri, _, local = tag[1:].partition("}")
+        return uri, local
+    return "", tag
+
+
+def _child(elem: Element, local: str) -> Element | None:
+    for child in elem:
+        if _split(child.tag)[1] == local:
+            return child
+    return None
+
+
+def _child_text(elem: Element, local: str) -> str | None:
+    child = _child(elem, local)
+    return None if child is None else (child.text or "")
+
+
+def parse_error(body: bytes) -> tuple[str, str] | None:
+    """(code, message) of an S3 error document, or None if the body is not one."""
+    if not body or not body.strip():
+        return None
+    try:
+        root = _parse(body)
+    except (SafeET.ParseError, DefusedXmlException, ValueError):
+        return None
+    if _split(root.tag)[1] != "Error":
+        return None
+    code = _child_text(root, "Code")
+    if not code:
+        return None
+    return code.strip(), (_child_text(root, "Message") or "").strip()
+
+
+# --- listings -------------------------------------------------------------------------------------
+
+_ENTRIES = {"ListBucketResult": {"Contents"}, "ListVersionsResult": {"Version", "DeleteMarker"}}
+
+
+def _int(text: str | None) -> int | None:
+    text = (text or "").strip()
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
+def rewrite_listing(body: bytes, size_of: Callable[[int], int | None],
+                    hide_key: Callable[[str], bool] = lambda key: False) -> bytes:
+    """Rewrite a ListObjects (v1, v2) or ListObjectVersions result: each entry's <Size> becomes
+    size_of(stored size) (None: left as it is), and entries whose key hide_key() names are dropped.
+    Any other document is returned unchanged."""
+    try:
+        root = _parse(body)
+    except (SafeET.ParseError, DefusedXmlException, ValueError):
+        # Passing it through would show stored (ciphertext) sizes and hidden keys as if they were the truth.
+        raise errors.InternalError("The object store returned a listing the gateway could not read.") from None
+    uri, kind = _split(root.tag)
+    entry_names = _ENTRIES.get(kind)
+    if entry_names is None:
+        return body
+    url_encoded = (_child_text(root, "EncodingType") or "").strip().lower() == "url"
+
+    dropped = 0
+    last_key: str | None = None
+    for entry in list(root):
+        if _split(entry.tag)[1] not in entry_names:
+            continue
+        raw_key = _child_text(entry, "Key")
+        if raw_key is not None:
+            last_key = raw_key
+            # S3 encodes keys form-style with encoding-type=url (botocore decodes them with unquote_plus).
+            if hide_key(unquote_plus(raw_key) if url_encoded else raw_key):
+                root.remove(entry)
+                dropped += 1
+                continue
+        size_elem = _child(entry, "Size")
+        stored = _int(size_elem.text) if size_elem is not None else None
+        if size_elem is not None and stored is not None:
+            shown = size_of(stored)
+            if shown is not None:
+                size_elem.text = str(shown)
+
+    if dropped:
+        key_count = _child(root, "KeyCount")
+        if key_count is not None:  # ListObjectsV2 only: Contents plus CommonPrefixes returned
+            count = _int(key_count.text)
+            if count is not None:
+                key_count.text = str(max(0, count - dropped))
+        elif kind == "ListBucketResult":
+            _keep_v1_marker(root, uri, last_key)
+    return DECLARATION + _serialise(root).encode("utf-8")
+
+
+def _keep_v1_marker(root: Element, uri: str, last_key: str | None) -> None:
+    """ListObjects v1 without a delimiter has no NextMarker: clients continue after the last key they see.
+    Had we dropped that key, they would list it again (or stop, on a page we emptied). Say where S3 stopped."""
+    truncated = (_child_text(root, "IsTruncated") or "").strip().lower() == "true"
+    if not truncated or last_key is None or _child(root, "NextMarker") is not None:
+        return
+    marker = Element(f"{{{uri}}}NextMarker" if uri else "NextMarker")
+    marker.text = last_key  # still URL-encoded if the listing is: clients decode NextMarker like Key
+    children = list(root)
+    position = next((i + 1 for i, c in enumerate(children) if _split(c.tag)[1] == "Marker"), None)
+    if position is None:
+        position = next((i for i, c in enumerate(children)
+                         if _split(c.tag)[1] in ("Contents", "CommonPrefixes")), len(children))
+    root.insert(position, marker)
+
+
+def _serialise(elem: Element, default_uri: str | None = None) -> str:
+    """Elements take the namespace of their tag as the default namespace (xmlns="..."), declared only where
+    it changes; namespaced attributes get a local prefix. Text and tails are kept, escaped."""
+    uri, local = _split(elem.tag)
+    head = [local]
+    if uri != (default_uri or ""):
+        head.append(f'xmlns="{_attr(uri)}"')
+    for n, (name, value) in enumerate(elem.attrib.items()):
+        attr_uri, attr_local = _split(name)
+        if attr_uri:
+            head.append(f'xmlns:a{n}="{_attr(attr_uri)}" a{n}:{attr_local}="{_attr(value)}"')
+        else:
+            head.append(f'{attr_local}="{_attr(value)}"')
+    inner = [_text(elem.text)] if elem.text else []
+    for child in elem:
+        inner.append(_serialise(child, uri))
+        if child.tail:
+            inner.append(_text(child.tail))
+    start = " ".join(head)
+    if not inner:
+        return f"<{start}/>"
+    return f"<{start}>{''.join(inner)}</{local}>"
