@@ -1,0 +1,10 @@
+"""The gateway's on-store encryption format (version 1), specified in docs/FORMAT.md.
+
+- `sizes`: plaintext ↔ stored sizes and the segments covering a range (pure arithmetic).
+- `envelope`: the 68-byte header, the HKDF key schedule with key commitment, the object metadata.
+- `segments`: sealing and opening batches of AES-256-GCM segments.
+- `fetchplan`: which stored bytes a ranged GET asks the store for.
+
+Pure code: no I/O, no event loop, no KMS. Callers bring the plaintext data key and run the batch functions in a
+thread pool.
+"""
