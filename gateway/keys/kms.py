@@ -1,0 +1,118 @@
+"""Data keys from AWS KMS (GenerateDataKey / Decrypt), through aioboto3.
+
+Plaintext data keys exist only as `bytes` in this process's memory: never logged, never put in an exception.
+botocore exceptions are translated here, at the boundary, into the gateway's error tree.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from typing import Any
+
+import aioboto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from gateway import errors
+from gateway.format.envelope import WrappedKey
+from gateway.observability.metrics import Metrics
+
+KMS_SCHEME = "kms"
+
+# KMS error codes that mean "this ciphertext/context pair is not what was stored": the wrapped key or its
+# encryption context (bucket, key) does not match, e.g. an object copied or swapped around the gateway.
+_INTEGRITY_CODES = {"InvalidCiphertextException", "IncorrectKeyException"}
+_DENIED_CODES = {"AccessDeniedException", "UnauthorizedException"}
+_THROTTLE_CODES = {"ThrottlingException", "LimitExceededException", "KMSInternalException"}
+
+
+class KeyService:
+    def __init__(self, key_id: str, metrics: Metrics, *, endpoint_url: str | None = None, region: str | None = None,
+                 session: aioboto3.Session | None = None) -> None:
+        self._key_id = key_id
+        self._metrics = metrics
+        self._endpoint_url = endpoint_url
+        self._region = region
+        self._session = session or aioboto3.Session()
+        self._stack = AsyncExitStack()
+        self._client: Any = None
+        self._trusted_arn: str | None = None
+
+    async def start(self) -> None:
+        config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=10)
+        self._client = await self._stack.enter_async_context(
+            self._session.client("kms", endpoint_url=self._endpoint_url, region_name=self._region, config=config))
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+
+    async def generate(self, context: Mapping[str, str]) -> tuple[bytes, WrappedKey]:
+        """A fresh AES-256 data key: (plaintext, wrapped copy)."""
+        response = await self._call("GenerateDataKey", KeyId=self._key_id, KeySpec="AES_256",
+                                    EncryptionContext=dict(context))
+        return response["Plaintext"], WrappedKey(KMS_SCHEME, response["KeyId"], response["CiphertextBlob"])
+
+    async def unwrap(self, wrapped: list[WrappedKey], context: Mapping[str, str]) -> bytes:
+        """The plaintext data key, unwrapped by the configured KMS key only.
+
+        The key id in the object's metadata is not trusted on its own: whoever can write to the store could
+        plant an object wrapped under a KMS key of theirs, with this object's name as context. Only copies
+        wrapped by the configured key are sent to KMS, and with its ARN pinned.
+        """
+        trusted = await self.trusted_arn()
+        usable = [w for w in wrapped if w.scheme == KMS_SCHEME and w.key_id == trusted]
+        if not usable:
+            raise errors.UnsupportedFormat("The object's data key is not wrapped by this gateway's KMS key.")
+        response = await self._call("Decrypt", CiphertextBlob=usable[0].blob, KeyId=trusted,
+                                    EncryptionContext=dict(context))
+        return response["Plaintext"]
+
+    async def trusted_arn(self) -> str:
+        """The ARN of the configured key (which may be given as an alias), resolved once."""
+        if self._trusted_arn is None:
+            response = await self._call("DescribeKey", KeyId=self._key_id)
+            self._trusted_arn = response["KeyMetadata"]["Arn"]
+        return self._trusted_arn
+
+    async def _call(self, operation: str, **params: Any) -> dict[str, Any]:
+        method = {"GenerateDataKey": self._client.generate_data_key, "Decrypt": self._client.decrypt,
+                  "DescribeKey": self._client.describe_key}[operation]
+        started = time.perf_counter()
+        try:
+            response = await method(**params)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "Unknown")
+            self._metrics.kms_requests.labels(operation, _outcome(code)).inc()
+            raise _translate(code) from None
+        except (BotoCoreError, OSError):
+            self._metrics.kms_requests.labels(operation, "unreachable").inc()
+            raise errors.KMSError("The key management service is unreachable.") from None
+        finally:
+            self._metrics.kms_duration.labels(operation).observe(time.perf_counter() - started)
+        self._metrics.kms_requests.labels(operation, "ok").inc()
+        return response
+
+
+def _outcome(code: str) -> str:
+    if code in _INTEGRITY_CODES:
+        return "invalid_ciphertext"
+    if code in _DENIED_CODES:
+        return "denied"
+    if code in _THROTTLE_CODES:
+        return "throttled"
+    return "error"
+
+
+def _translate(code: str) -> errors.S3Error:
+    # `from None` above and fixed messages here: KMS errors can echo request fields; none of it reaches clients.
+    if code in _INTEGRITY_CODES:
+        return errors.TamperedCiphertext(
+            "The object's data key does not belong to this bucket and key (copied or swapped outside the gateway?).")
+    if code in _DENIED_CODES:
+        return errors.KMSAccessDenied()
+    if code in _THROTTLE_CODES:
+        return errors.SlowDown("The key management service is throttling requests.")
+    if code in {"DisabledException", "KMSInvalidStateException", "NotFoundException", "KeyUnavailableException"}:
+        return errors.KMSError(f"The KMS key is not usable ({code}).")
+    return errors.KMSError()

@@ -1,0 +1,45 @@
+"""Prometheus metrics, served on the admin port only.
+
+Naming follows Prometheus rules: base units (`_bytes`, `_seconds`), counters end in `_total`. No label ever carries
+a bucket, a key or a credential: label values come from small fixed sets (operation names, status codes, outcomes),
+so cardinality stays bounded whatever clients send.
+"""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Request latencies of an S3 gateway span sub-millisecond HEADs to minutes-long multi-GiB transfers.
+_LATENCY_BUCKETS_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("envelope_requests_total", "S3 requests answered, by operation and HTTP status.",
+                                ["operation", "status"], registry=r)
+        self.request_duration = Histogram("envelope_request_duration_seconds",
+                                          "Time from request start to the end of the response body.",
+                                          ["operation"], buckets=_LATENCY_BUCKETS_SECONDS, registry=r)
+        self.inflight = Gauge("envelope_inflight_requests", "S3 requests being served now.", registry=r)
+        self.plaintext_bytes = Counter("envelope_plaintext_bytes_total",
+                                       "Plaintext bytes received from (in) or sent to (out) clients.",
+                                       ["direction"], registry=r)
+        self.ciphertext_bytes = Counter("envelope_ciphertext_bytes_total",
+                                        "Ciphertext bytes sent to (out) or received from (in) the object store.",
+                                        ["direction"], registry=r)
+        self.kms_requests = Counter("envelope_kms_requests_total", "KMS calls by operation and outcome.",
+                                    ["operation", "outcome"], registry=r)
+        self.kms_duration = Histogram("envelope_kms_request_duration_seconds", "KMS call latency.", ["operation"],
+                                      buckets=_LATENCY_BUCKETS_SECONDS, registry=r)
+        self.upstream_requests = Counter("envelope_upstream_requests_total",
+                                         "Requests sent to the object store, by HTTP method and status class.",
+                                         ["method", "status_class"], registry=r)
+        self.tamper_detections = Counter("envelope_tamper_detections_total",
+                                         "Stored objects that failed authentication (commitment, tag, framing).",
+                                         registry=r)
+        self.auth_failures = Counter("envelope_auth_failures_total", "Client requests refused by authentication.",
+                                     ["code"], registry=r)
+        for direction in ("in", "out"):
+            self.plaintext_bytes.labels(direction)
+            self.ciphertext_bytes.labels(direction)

@@ -1,0 +1,119 @@
+"""The S3 front door (aiohttp): request id, authentication, routing, errors as S3 XML. Handlers stream."""
+from __future__ import annotations
+
+import datetime
+import logging
+import secrets
+import time
+
+from aiohttp import HttpVersion11, web
+
+from gateway import errors
+from gateway.proxy.context import Gateway
+from gateway.proxy.download import get_object
+from gateway.proxy.passthrough import list_objects, pass_through
+from gateway.proxy.responses import ABORTED, error_response
+from gateway.proxy.upload import put_object
+from gateway.s3.addressing import Target, resolve
+from gateway.s3.operations import Handling, classify
+from gateway.s3.sigv4 import VerifiedRequest, verify_request
+
+log = logging.getLogger("gateway.access")
+
+GATEWAY = web.AppKey("gateway", Gateway)
+_AUTH = "envelope.auth"
+_OPERATION = "envelope.operation"
+_REQUEST_ID = "envelope.request_id"
+
+
+def _authenticate(gw: Gateway, request: web.Request) -> tuple[Target, VerifiedRequest]:
+    if _AUTH in request:
+        return request[_AUTH]
+    target = resolve(request.raw_path, request.host, gw.virtual_host_domains)
+    try:
+        verified = verify_request(request.method, target.raw_path, target.raw_query, list(request.headers.items()),
+                                  gw.secret_for, datetime.datetime.now(datetime.timezone.utc), gw.max_skew_seconds)
+    except errors.S3Error as exc:
+        gw.metrics.auth_failures.labels(exc.code).inc()
+        raise
+    request[_AUTH] = (target, verified)
+    return target, verified
+
+
+async def _expect_handler(request: web.Request) -> web.StreamResponse | None:
+    """`Expect: 100-continue`: authenticate before the client sends its body, and refuse without reading it."""
+    if request.headers.get("Expect", "").lower() != "100-continue" or request.version != HttpVersion11:
+        return None  # S3 ignores Expect values it does not know (aiohttp's default would answer 417)
+    gw = request.app[GATEWAY]
+    try:
+        _authenticate(gw, request)
+    except errors.S3Error as exc:
+        request_id = _request_id(request)
+        gw.metrics.requests.labels("Unauthenticated", str(exc.status)).inc()
+        return error_response(exc, request.path, request_id)
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0
+    return None
+
+
+def _request_id(request: web.Request) -> str:
+    if _REQUEST_ID not in request:
+        request[_REQUEST_ID] = secrets.token_hex(8).upper()
+    return request[_REQUEST_ID]
+
+
+async def _handle(request: web.Request) -> web.StreamResponse:
+    gw = request.app[GATEWAY]
+    target, verified = _authenticate(gw, request)
+    operation = classify(request.method, target.bucket, target.key, target.query_map, request.headers)
+    request[_OPERATION] = operation.name
+    if operation.handling is Handling.REFUSE:
+        raise operation.error or errors.NotImplementedS3()
+    if operation.handling is Handling.PUT_OBJECT:
+        return await put_object(gw, request, target, verified)
+    if operation.handling in (Handling.GET_OBJECT, Handling.HEAD_OBJECT):
+        return await get_object(gw, request, target, head=operation.handling is Handling.HEAD_OBJECT)
+    if operation.handling is Handling.LIST_OBJECTS:
+        return await list_objects(gw, request, target, verified)
+    return await pass_through(gw, request, target, verified, operation)
+
+
+@web.middleware
+async def _s3_errors(request: web.Request, handler) -> web.StreamResponse:
+    """Every failure becomes the S3 error document a client expects; never a traceback."""
+    gw = request.app[GATEWAY]
+    request_id = _request_id(request)
+    started = time.perf_counter()
+    gw.metrics.inflight.inc()
+    status: int | str = 500
+    try:
+        try:
+            response = await handler(request)
+        except errors.S3Error as exc:
+            if exc.status >= 500:
+                log.warning("request %s failed: %s %s", request_id, exc.code, exc.message)
+            response = error_response(exc, request.path, request_id, head=request.method == "HEAD")
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("request %s failed with an unexpected error", request_id)
+            response = error_response(errors.InternalError(), request.path, request_id,
+                                      head=request.method == "HEAD")
+        if not response.prepared:
+            response.headers["x-amz-request-id"] = request_id
+        status = "aborted" if request.get(ABORTED) else response.status
+        return response
+    finally:
+        operation = request.get(_OPERATION, "Unknown")
+        elapsed = time.perf_counter() - started
+        gw.metrics.inflight.dec()
+        gw.metrics.requests.labels(operation, str(status)).inc()
+        gw.metrics.request_duration.labels(operation).observe(elapsed)
+        log.info("%s %s %s %s %.3fs", request_id, request.method, operation, status, elapsed)
+
+
+def build_app(gw: Gateway) -> web.Application:
+    app = web.Application(middlewares=[_s3_errors], client_max_size=1024**2)
+    app[GATEWAY] = gw
+    app.router.add_route("*", "/{tail:.*}", _handle, expect_handler=_expect_handler)
+    return app

@@ -1,0 +1,95 @@
+"""The client's request body, as plaintext: raw or aws-chunked decoded, with every client-side check.
+
+Checks (payload SHA-256, chunk and trailer signatures, Content-MD5, x-amz-checksum-*) all run over the
+plaintext; `digest()` may run in the crypto pool, but strictly in body order, one call at a time.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Mapping
+
+from aiohttp import web
+
+from gateway import errors
+from gateway.s3.checksums import BodyChecks
+from gateway.s3.chunked import AwsChunkedDecoder
+from gateway.s3.sigv4 import STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, ChunkSigner, VerifiedRequest
+
+# S3's largest single PUT. A larger declared length is refused before any byte is read.
+MAX_PUT_BYTES = 5 * 1024**3
+
+
+def _is_hex_sha256(value: str) -> bool:
+    return len(value) == 64 and all(c in "0123456789abcdef" for c in value.lower())
+
+
+def declared_length(headers: Mapping[str, str], payload_hash: str, content_length: int | None) -> int:
+    """The plaintext length the client announced (aws-chunked: x-amz-decoded-content-length)."""
+    if payload_hash.startswith("STREAMING-"):
+        raw = headers.get("x-amz-decoded-content-length")
+        if raw is None:
+            raise errors.MissingContentLength("aws-chunked uploads need x-amz-decoded-content-length.")
+    elif content_length is None:
+        raise errors.MissingContentLength()
+    else:
+        raw = str(content_length)
+    if not raw.isdigit():
+        raise errors.InvalidArgument("The declared content length is not a number.")
+    length = int(raw)
+    if length > MAX_PUT_BYTES:
+        raise errors.EntityTooLarge(ProposedSize=str(length), MaxSizeAllowed=str(MAX_PUT_BYTES))
+    return length
+
+
+class ClientBody:
+    def __init__(self, request: web.Request, verified: VerifiedRequest) -> None:
+        headers = request.headers
+        payload_hash = verified.payload_hash
+        # A request without Content-Length and without a chunked body has an empty body (GET, HEAD, DELETE).
+        content_length = request.content_length if request.body_exists else (request.content_length or 0)
+        self.length = declared_length(headers, payload_hash, content_length)
+        self._request = request
+        self._checks = BodyChecks.from_headers(headers)
+        self._sha256 = hashlib.sha256() if _is_hex_sha256(payload_hash) else None
+        self._claimed_sha256 = payload_hash.lower()
+        self._decoder: AwsChunkedDecoder | None = None
+        if payload_hash.startswith("STREAMING-"):
+            signed = payload_hash in (STREAMING_SIGNED, STREAMING_SIGNED_TRAILER)
+            self._decoder = AwsChunkedDecoder(ChunkSigner(verified) if signed else None,
+                                              expect_trailer=payload_hash.endswith("-TRAILER"),
+                                              decoded_length=self.length)
+        self._trailers: dict[str, str] = {}
+        self.received = 0
+
+    @property
+    def needs_digest(self) -> bool:
+        return self._sha256 is not None or self._checks.active
+
+    async def pieces(self) -> AsyncIterator[bytes | memoryview]:
+        """Plaintext pieces as they arrive; raises IncompleteBody if the body is shorter or longer than declared."""
+        content = self._request.content
+        while True:
+            chunk = await content.readany()
+            if not chunk:
+                break
+            for piece in (self._decoder.feed(chunk) if self._decoder is not None else (chunk,)):
+                self.received += len(piece)
+                if self.received > self.length:
+                    raise errors.IncompleteBody("The body is longer than the declared length.")
+                yield piece
+        if self._decoder is not None:
+            self._trailers = self._decoder.finish()
+        if self.received != self.length:
+            raise errors.IncompleteBody()
+
+    def digest(self, data: bytes | bytearray | memoryview) -> None:
+        if self._checks.active:
+            self._checks.update(data)
+        if self._sha256 is not None:
+            self._sha256.update(data)
+
+    def verify(self) -> dict[str, str]:
+        """After the last digest(): raise if any check fails; else the checksum headers to echo to the client."""
+        if self._sha256 is not None and self._sha256.hexdigest() != self._claimed_sha256:
+            raise errors.XAmzContentSHA256Mismatch()
+        return self._checks.finish(self._trailers)

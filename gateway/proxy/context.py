@@ -1,0 +1,26 @@
+"""What every request handler shares: settings, the upstream, KMS, the crypto pool, metrics."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gateway.keys.kms import KeyService
+from gateway.observability.metrics import Metrics
+from gateway.proxy.pool import CryptoPool
+from gateway.proxy.upstream import Upstream
+
+
+@dataclass
+class Gateway:
+    upstream: Upstream
+    keys: KeyService
+    pool: CryptoPool
+    metrics: Metrics
+    client_secrets: dict[str, str] = field(repr=False)
+    virtual_host_domains: tuple[str, ...] = ()
+    batch_bytes: int = 1 << 20
+    inflight_batches: int = 4
+    max_skew_seconds: int = 900
+    ready: bool = False
+
+    def secret_for(self, access_key_id: str) -> str | None:
+        return self.client_secrets.get(access_key_id)

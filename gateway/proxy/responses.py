@@ -1,0 +1,45 @@
+"""Responses the gateway builds: S3 error XML, relayed upstream errors, the SSE headers of encrypted objects."""
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+
+from gateway import errors
+from gateway.proxy.headers import client_response_headers
+from gateway.s3.xml import error_body
+
+# Set on a request whose response had started when it failed; its connection was aborted.
+ABORTED = "envelope.aborted"
+
+# Upstream error documents are small; a larger body is not an S3 error document and is not relayed whole.
+_MAX_ERROR_BODY_BYTES = 64 * 1024
+
+
+def sse_headers(kms_key_id: str) -> dict[str, str]:
+    """What S3 says about SSE-KMS objects: their ETag is not the MD5 of the plaintext, and clients know that."""
+    return {"x-amz-server-side-encryption": "aws:kms", "x-amz-server-side-encryption-aws-kms-key-id": kms_key_id}
+
+
+def error_response(exc: errors.S3Error, resource: str, request_id: str, head: bool = False) -> web.Response:
+    headers = {"x-amz-request-id": request_id}
+    if head:
+        # HEAD responses carry no body; S3 puts the code in a header for them.
+        return web.Response(status=exc.status, headers={**headers, "x-amz-error-code": exc.code})
+    body = error_body(exc.code, exc.message, resource, request_id, exc.fields)
+    return web.Response(status=exc.status, body=body, headers={**headers, "Content-Type": "application/xml"})
+
+
+async def relay_upstream_error(response: aiohttp.ClientResponse) -> web.Response:
+    """An upstream 3xx/4xx/5xx, passed on: its status, its (small) XML body, none of its ciphertext headers."""
+    body = await response.content.read(_MAX_ERROR_BODY_BYTES)
+    headers = client_response_headers(response.headers)
+    return web.Response(status=response.status, body=body or None, headers=headers)
+
+
+def abort(request: web.Request) -> None:
+    """Break the client connection mid-response: a failure after the status line must never look like a clean
+    end of body. The caller then returns the prepared response; aiohttp's write_eof on the dead transport is a
+    no-op it already handles."""
+    request[ABORTED] = True
+    if request.transport is not None:
+        request.transport.abort()

@@ -1,0 +1,121 @@
+"""The re-signing client to the object store: the only place that talks to the upstream.
+
+Requests are signed with the gateway's own credentials (never the client's); bodies are either small `bytes`
+or an async iterator of ciphertext with an exact Content-Length, so the store never sees chunked encoding.
+"""
+from __future__ import annotations
+
+import datetime
+from collections.abc import AsyncIterable, Sequence
+from typing import Protocol
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+from aiobotocore.session import get_session
+from yarl import URL
+
+from gateway import errors
+from gateway.observability.metrics import Metrics
+from gateway.s3.sigv4 import UNSIGNED_PAYLOAD, Credentials, sign_request
+
+_SAFE_QUERY = "-_.~"
+_SAFE_PATH = "/-_.~"
+
+
+class CredentialSource(Protocol):
+    async def get(self) -> Credentials: ...
+
+
+class StaticCredentials:
+    def __init__(self, credentials: Credentials) -> None:
+        self._credentials = credentials
+
+    async def get(self) -> Credentials:
+        return self._credentials
+
+
+class SdkCredentials:
+    """The AWS SDK's default chain (env, shared files, IRSA / Pod Identity, IMDS), refreshed as the SDK decides."""
+
+    def __init__(self) -> None:
+        self._session = get_session()
+        self._source = None
+
+    async def get(self) -> Credentials:
+        if self._source is None:
+            self._source = await self._session.get_credentials()
+            if self._source is None:
+                raise errors.InternalError("No AWS credentials found for the object store (SDK default chain).")
+        frozen = await self._source.get_frozen_credentials()
+        return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
+
+
+def encode_query(params: Sequence[tuple[str, str]]) -> str:
+    # RFC 3986 encoding, the same as the canonical query, so what is signed is byte-for-byte what is sent.
+    return "&".join(f"{quote(k, safe=_SAFE_QUERY)}={quote(v, safe=_SAFE_QUERY)}" for k, v in params)
+
+
+class Upstream:
+    def __init__(self, endpoint: str, region: str, addressing_style: str, credentials: CredentialSource,
+                 metrics: Metrics, *, max_connections: int = 256, connect_timeout_seconds: float = 10,
+                 read_timeout_seconds: float = 300) -> None:
+        self.endpoint = endpoint
+        parts = urlsplit(endpoint)
+        self._scheme = parts.scheme or "https"
+        self._netloc = parts.netloc
+        self._base_path = parts.path.rstrip("/")
+        self.region = region
+        self._virtual = addressing_style == "virtual"
+        self._credentials = credentials
+        self._metrics = metrics
+        self._max_connections = max_connections
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_seconds,
+                                              sock_read=read_timeout_seconds)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=self._max_connections, enable_cleanup_closed=True)
+        # auto_decompress=False: a gzip-encoded object is opaque ciphertext to us; it must not be touched.
+        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, auto_decompress=False,
+                                              skip_auto_headers=("User-Agent", "Content-Type"))
+        await self._credentials.get()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def _target(self, bucket: str | None, key: str | None) -> tuple[str, str]:
+        """(host, encoded path) for a bucket/key in the configured addressing style."""
+        key_path = quote(key, safe=_SAFE_PATH) if key is not None else ""
+        if bucket is None:
+            return self._netloc, self._base_path + "/"
+        if self._virtual:
+            return f"{bucket}.{self._netloc}", self._base_path + "/" + key_path
+        path = f"{self._base_path}/{quote(bucket, safe=_SAFE_QUERY)}"
+        return self._netloc, path + ("/" + key_path if key is not None else "")
+
+    async def request(self, method: str, bucket: str | None, key: str | None, query: Sequence[tuple[str, str]] = (),
+                      headers: dict[str, str] | None = None, body: bytes | AsyncIterable[bytes] | None = None,
+                      content_length: int | None = None, payload_hash: str = UNSIGNED_PAYLOAD,
+                      ) -> aiohttp.ClientResponse:
+        assert self._session is not None, "start() first"
+        host, raw_path = self._target(bucket, key)
+        raw_query = encode_query(sorted(query))
+        out = {k.lower(): v for k, v in (headers or {}).items()}
+        out["host"] = host
+        if isinstance(body, (bytes, bytearray)):
+            content_length = len(body)
+        if content_length is not None and (content_length > 0 or method in ("PUT", "POST")):
+            out["content-length"] = str(content_length)
+        credentials = await self._credentials.get()
+        out.update(sign_request(method, raw_path, raw_query, out, payload_hash, credentials, self.region,
+                                datetime.datetime.now(datetime.timezone.utc)))
+        url = URL(f"{self._scheme}://{host}{raw_path}" + (f"?{raw_query}" if raw_query else ""), encoded=True)
+        try:
+            response = await self._session.request(method, url, headers=out, data=body, allow_redirects=False,
+                                                   compress=None, chunked=None)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            self._metrics.upstream_requests.labels(method, "error").inc()
+            raise errors.UpstreamError(f"The object store could not be reached ({type(exc).__name__}).") from None
+        self._metrics.upstream_requests.labels(method, f"{response.status // 100}xx").inc()
+        return response

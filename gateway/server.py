@@ -1,0 +1,113 @@
+"""Start-up and shutdown: build the gateway from settings, listen on the S3 and admin ports, stop cleanly."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aioboto3
+from aiohttp import web
+
+from gateway.config import Settings, effective_cpu_count
+from gateway.keys.kms import KeyService
+from gateway.observability.admin import build_admin_app
+from gateway.observability.metrics import Metrics
+from gateway.proxy.app import build_app
+from gateway.proxy.context import Gateway
+from gateway.proxy.pool import CryptoPool
+from gateway.proxy.upstream import CredentialSource, SdkCredentials, Upstream
+
+log = logging.getLogger(__name__)
+
+# How long in-flight transfers may finish after SIGTERM before the listener closes them.
+SHUTDOWN_GRACE_SECONDS = 25
+
+
+@dataclass
+class Overrides:
+    """What dev mode and tests inject instead of the SDK's default chain."""
+    upstream_credentials: CredentialSource | None = None
+    kms_session: aioboto3.Session | None = None
+
+
+def _upstream_endpoint(settings: Settings, region: str) -> str:
+    if settings.upstream.endpoint:
+        return str(settings.upstream.endpoint).rstrip("/")
+    env = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    return env.rstrip("/") if env else f"https://s3.{region}.amazonaws.com"
+
+
+def _region(configured: str | None) -> str:
+    return configured or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    if settings.tls is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(settings.tls.cert_file), str(settings.tls.key_file))
+    return context
+
+
+async def run(settings: Settings, overrides: Overrides | None = None,
+              on_ready: Callable[[], Awaitable[None] | None] | None = None,
+              stop: asyncio.Event | None = None) -> None:
+    overrides = overrides or Overrides()
+    metrics = Metrics()
+    region = _region(settings.upstream.region)
+    upstream = Upstream(_upstream_endpoint(settings, region), region, settings.upstream.addressing_style,
+                        overrides.upstream_credentials or SdkCredentials(), metrics,
+                        max_connections=settings.upstream.max_connections,
+                        connect_timeout_seconds=settings.upstream.connect_timeout_seconds,
+                        read_timeout_seconds=settings.upstream.read_timeout_seconds)
+    keys = KeyService(settings.kms.key_id, metrics,
+                      endpoint_url=str(settings.kms.endpoint).rstrip("/") if settings.kms.endpoint else None,
+                      region=_region(settings.kms.region or settings.upstream.region),
+                      session=overrides.kms_session)
+    pool = CryptoPool(settings.crypto.workers or effective_cpu_count())
+    gw = Gateway(upstream=upstream, keys=keys, pool=pool, metrics=metrics,
+                 client_secrets={c.access_key_id: c.secret_access_key.get_secret_value() for c in settings.clients},
+                 virtual_host_domains=tuple(settings.virtual_host_domains),
+                 batch_bytes=settings.crypto.batch_bytes,
+                 inflight_batches=settings.crypto.inflight_batches_per_request,
+                 max_skew_seconds=settings.max_skew_seconds)
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+
+    await upstream.start()
+    await keys.start()
+    s3_runner = web.AppRunner(build_app(gw), access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+    admin_runner = web.AppRunner(build_admin_app(metrics, lambda: gw.ready), access_log=None)
+    try:
+        await admin_runner.setup()
+        await web.TCPSite(admin_runner, settings.admin_listen.host, settings.admin_listen.port).start()
+        await s3_runner.setup()
+        await web.TCPSite(s3_runner, settings.listen.host, settings.listen.port,
+                          ssl_context=_ssl_context(settings), backlog=1024).start()
+        gw.ready = True
+        log.info("listening: s3=%s://%s:%d admin=http://%s:%d upstream=%s",
+                 "https" if settings.tls else "http", settings.listen.host, settings.listen.port,
+                 settings.admin_listen.host, settings.admin_listen.port, upstream.endpoint)
+        if on_ready is not None:
+            result = on_ready()
+            if result is not None:
+                await result
+        await stop.wait()
+        log.info("shutting down")
+        gw.ready = False
+    finally:
+        await s3_runner.cleanup()
+        await admin_runner.cleanup()
+        await keys.close()
+        await upstream.close()
+        pool.close()

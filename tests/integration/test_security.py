@@ -1,0 +1,215 @@
+"""Fail closed: authentication, tampering, swapping, KMS failures, checksum failures; and secrets never leak."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import os
+import urllib.error
+import urllib.request
+import uuid
+
+import boto3
+import pytest
+import requests
+from botocore.exceptions import ClientError
+
+from gateway.format.sizes import SEALED_SEGMENT_SIZE_BYTES
+from gateway.devstore import free_port
+from tests.conftest import REGION, STORE_SECRET, client_for, gateway_config, start_gateway, store_env
+
+
+def _key() -> str:
+    return f"sec/{uuid.uuid4().hex}"
+
+
+def _code(err: pytest.ExceptionInfo) -> tuple[str, int]:
+    response = err.value.response
+    return response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def test_wrong_secret_is_refused_and_nothing_forwarded(stack, store):
+    bad = client_for(stack, stack.http.url, secret="not-the-secret")
+    key = _key()
+    with pytest.raises(ClientError) as err:
+        bad.put_object(Bucket=stack.bucket, Key=key, Body=b"x")
+    assert _code(err) == ("SignatureDoesNotMatch", 403)
+    with pytest.raises(ClientError):
+        store.head_object(Bucket=stack.bucket, Key=key)
+
+
+def test_unknown_access_key(stack):
+    unknown = boto3.client("s3", endpoint_url=stack.http.url, region_name=REGION, aws_access_key_id="AKIAUNKNOWN",
+                           aws_secret_access_key="whatever")
+    with pytest.raises(ClientError) as err:
+        unknown.list_objects_v2(Bucket=stack.bucket)
+    assert _code(err) == ("InvalidAccessKeyId", 403)
+
+
+def test_anonymous_request_is_denied(stack):
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(f"{stack.http.url}/{stack.bucket}?list-type=2")
+    assert err.value.code == 403
+    assert b"<Code>AccessDenied</Code>" in err.value.read()
+
+
+def test_presigned_get_and_put(s3, stack):
+    key = _key()
+    put_url = s3.generate_presigned_url("put_object", Params={"Bucket": stack.bucket, "Key": key}, ExpiresIn=300)
+    assert requests.put(put_url, data=b"presigned body", timeout=30).status_code == 200
+    get_url = s3.generate_presigned_url("get_object", Params={"Bucket": stack.bucket, "Key": key}, ExpiresIn=300)
+    response = requests.get(get_url, timeout=30)
+    assert response.status_code == 200 and response.content == b"presigned body"
+    tampered = get_url.replace(key, key + "x")
+    assert requests.get(tampered, timeout=30).status_code == 403
+
+
+def test_bad_checksum_is_refused_and_not_stored(s3, stack, store):
+    key = _key()
+    wrong = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket=stack.bucket, Key=key, Body=b"payload", ContentMD5=wrong)
+    assert _code(err) == ("BadDigest", 400)
+    with pytest.raises(ClientError):
+        store.head_object(Bucket=stack.bucket, Key=key)
+
+
+def test_bad_crc32_is_refused_and_not_stored(s3, stack, store):
+    key = _key()
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket=stack.bucket, Key=key, Body=b"payload", ChecksumCRC32="AAAAAA==")
+    assert _code(err) == ("BadDigest", 400)
+    with pytest.raises(ClientError):
+        store.head_object(Bucket=stack.bucket, Key=key)
+
+
+def test_objects_written_around_the_gateway_are_refused(s3, stack, store):
+    key = _key()
+    store.put_object(Bucket=stack.bucket, Key=key, Body=b"plaintext from elsewhere")
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket=stack.bucket, Key=key)
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+def _rewrite_stored(store, bucket: str, key: str, mutate) -> None:
+    raw = store.get_object(Bucket=bucket, Key=key)
+    body = mutate(bytearray(raw["Body"].read()))
+    store.put_object(Bucket=bucket, Key=key, Body=bytes(body), Metadata=raw["Metadata"])
+
+
+@pytest.mark.parametrize("mutation", ["flip-first", "truncate-segment", "drop-final", "extend"])
+def test_tampered_small_objects_are_a_clean_5xx(s3, stack, store, mutation):
+    key = _key()
+    s3.put_object(Bucket=stack.bucket, Key=key, Body=os.urandom(200_000))
+
+    def mutate(body: bytearray) -> bytearray:
+        if mutation == "flip-first":
+            body[10] ^= 1
+            return body
+        if mutation == "truncate-segment":
+            return body[:-100]
+        if mutation == "drop-final":
+            return body[:3 * SEALED_SEGMENT_SIZE_BYTES]
+        return body + body[:SEALED_SEGMENT_SIZE_BYTES]
+
+    _rewrite_stored(store, stack.bucket, key, mutate)
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket=stack.bucket, Key=key)
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] >= 500
+
+
+def test_tamper_detected_mid_stream_breaks_the_connection(s3, stack, store):
+    key = _key()
+    size = 4 * 1024 * 1024
+    s3.put_object(Bucket=stack.bucket, Key=key, Body=os.urandom(size))
+
+    def flip_late(body: bytearray) -> bytearray:
+        body[-1000] ^= 0x80
+        return body
+
+    _rewrite_stored(store, stack.bucket, key, flip_late)
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": stack.bucket, "Key": key}, ExpiresIn=300)
+    connection = http.client.HTTPConnection(url.split("/")[2], timeout=30)
+    connection.request("GET", "/" + url.split("/", 3)[3])
+    response = connection.getresponse()
+    assert response.status == 200  # the first batch was authentic, so the response had started
+    with pytest.raises(http.client.IncompleteRead):
+        response.read()
+
+
+def test_swapped_objects_are_refused(s3, stack, store):
+    a, b = _key(), _key()
+    s3.put_object(Bucket=stack.bucket, Key=a, Body=b"object a")
+    s3.put_object(Bucket=stack.bucket, Key=b, Body=b"object b")
+    # Someone with store access copies a's ciphertext and metadata over b.
+    store.copy_object(Bucket=stack.bucket, Key=b, CopySource={"Bucket": stack.bucket, "Key": a},
+                      MetadataDirective="COPY")
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket=stack.bucket, Key=b)
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] >= 500
+
+
+@pytest.fixture(scope="module", params=["unknown-key", "kms-unreachable"])
+def broken_kms_gateway(request, stack, tmp_path_factory):
+    env = store_env(stack.store_url)
+    key_id = stack.key_arn
+    if request.param == "unknown-key":
+        key_id = stack.key_arn.rsplit("/", 1)[0] + "/00000000-0000-0000-0000-000000000000"
+    else:
+        env["AWS_ENDPOINT_URL_KMS"] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    config = gateway_config(stack.store_url, key_id, stack.access_key_id, stack.secret_access_key)
+    gateway = start_gateway(tmp_path_factory.mktemp("kms"), request.param, config, env)
+    yield gateway
+    gateway.stop()
+
+
+def test_kms_failure_stores_nothing(broken_kms_gateway, stack, store):
+    s3 = client_for(stack, broken_kms_gateway.url)
+    key = _key()
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket=stack.bucket, Key=key, Body=b"must not be stored")
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] >= 500
+    assert err.value.response["Error"]["Code"].startswith("KMS.")
+    with pytest.raises(ClientError):
+        store.head_object(Bucket=stack.bucket, Key=key)
+
+
+def test_misrouted_subresources_are_refused_or_exact(s3, stack):
+    # DeleteBucketEncryption must never be treated as DeleteBucket.
+    bucket = "enc-" + uuid.uuid4().hex[:12]
+    s3.create_bucket(Bucket=bucket)
+    try:
+        s3.delete_bucket_encryption(Bucket=bucket)
+    except ClientError:
+        pass
+    assert bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    s3.delete_bucket(Bucket=bucket)
+
+
+def test_unsupported_operations_get_a_clear_error(s3, stack):
+    with pytest.raises(ClientError) as err:
+        s3.get_object_attributes(Bucket=stack.bucket, Key="x", ObjectAttributes=["ObjectSize"])
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] in (400, 501)
+
+
+def test_metrics_and_health_on_the_admin_port_only(s3, stack):
+    s3.put_object(Bucket=stack.bucket, Key=_key(), Body=b"metrics")
+    text = urllib.request.urlopen(stack.http.admin_url + "/metrics").read().decode()
+    for name in ("envelope_requests_total", "envelope_plaintext_bytes_total", "envelope_ciphertext_bytes_total",
+                 "envelope_request_duration_seconds_bucket", "envelope_kms_requests_total"):
+        assert name in text
+    assert 'operation="PutObject"' in text
+    assert 'envelope_kms_requests_total{operation="GenerateDataKey",outcome="ok"}' in text
+    assert urllib.request.urlopen(stack.http.admin_url + "/livez").status == 200
+    assert urllib.request.urlopen(stack.http.admin_url + "/readyz").status == 200
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(stack.http.url + "/metrics")
+    assert err.value.code == 403
+
+
+def test_no_secret_in_logs_or_metrics(s3, stack):
+    s3.put_object(Bucket=stack.bucket, Key=_key(), Body=b"x")
+    text = urllib.request.urlopen(stack.http.admin_url + "/metrics").read().decode()
+    for log in (stack.http.log(), stack.tls.log(), text):
+        assert stack.secret_access_key not in log
+        assert STORE_SECRET not in log
