@@ -5,6 +5,8 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
+# Client libraries at their newest releases, locked separately (tests/clients/uv.lock).
+CLIENTS_VENV := .venv-clients
 
 .PHONY: setup run test test-fast lint clean lock
 
@@ -16,10 +18,15 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml
 	$(UV) sync --frozen --all-extras --python $(PYTHON)
 	touch $@
 
-setup: $(VENV)/.synced
+$(CLIENTS_VENV)/.synced: $(UV) tests/clients/uv.lock tests/clients/pyproject.toml
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/$(CLIENTS_VENV) $(UV) sync --frozen --project tests/clients --python $(PYTHON)
+	touch $@
+
+setup: $(VENV)/.synced $(CLIENTS_VENV)/.synced
 
 lock: $(UV)
 	$(UV) lock
+	$(UV) lock --project tests/clients
 
 ## The gateway in dev mode on an embedded S3 + KMS (moto server on 127.0.0.1).
 run: setup
@@ -27,11 +34,11 @@ run: setup
 
 ## The whole test suite.
 test: setup
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	ENVELOPE_CLIENTS_PYTHON=$(CURDIR)/$(CLIENTS_VENV)/bin/python $(BIN)/pytest -q $(PYTEST_ARGS)
 
 ## Without the large-object tests.
 test-fast: setup
-	$(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS)
+	ENVELOPE_CLIENTS_PYTHON=$(CURDIR)/$(CLIENTS_VENV)/bin/python $(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(CLIENTS_VENV) $(TOOLS) .pytest_cache .hypothesis
