@@ -8,18 +8,24 @@ import sys
 EXIT_CONFIG_ERROR = 2
 
 
+def _load(path: str | None):
+    """The validated settings, or exit 2 with every problem listed (before anything listens)."""
+    from gateway.config import ConfigError, load_settings
+
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        print(f"envelope-gateway: invalid configuration:\n{exc}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG_ERROR) from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvloop
 
-    from gateway.config import ConfigError, load_settings
     from gateway.observability.logs import configure
     from gateway.server import run
 
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(f"envelope-gateway: invalid configuration:\n{exc}", file=sys.stderr)
-        return EXIT_CONFIG_ERROR
+    settings = _load(args.config)
     configure(settings.log_level, settings.log_format)
     uvloop.run(run(settings))
     return 0
@@ -33,14 +39,9 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from gateway.config import ConfigError, load_settings, redacted_dict
+    from gateway.config import redacted_dict
 
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(f"envelope-gateway: invalid configuration:\n{exc}", file=sys.stderr)
-        return EXIT_CONFIG_ERROR
-    print(json.dumps(redacted_dict(settings), indent=2, default=str))
+    print(json.dumps(redacted_dict(_load(args.config)), indent=2, default=str))
     return 0
 
 

@@ -257,14 +257,10 @@ class TLS(_Section):
         return self
 
 
-class Upstream(_Section):
-    """The object store. Its credentials come from the AWS SDK's default chain."""
+class _Service(_Section):
+    """An AWS-API service the gateway calls: endpoint and region (None: the SDK's default chain decides)."""
     endpoint: str | None = None
     region: str | None = None
-    addressing_style: Literal["path", "virtual"] = "path"
-    connect_timeout_seconds: Float = Field(10.0, gt=0)
-    read_timeout_seconds: Float = Field(300.0, gt=0)
-    max_connections: Int = Field(256, ge=1)
 
     @field_validator("endpoint")
     @classmethod
@@ -275,6 +271,14 @@ class Upstream(_Section):
     @classmethod
     def _region(cls, value: str | None) -> str | None:
         return _validate_region(value)
+
+
+class Upstream(_Service):
+    """The object store. Its credentials come from the AWS SDK's default chain."""
+    addressing_style: Literal["path", "virtual"] = "path"
+    connect_timeout_seconds: Float = Field(10.0, gt=0)
+    read_timeout_seconds: Float = Field(300.0, gt=0)
+    max_connections: Int = Field(256, ge=1)
 
     @field_validator("addressing_style", mode="before")
     @classmethod
@@ -291,21 +295,9 @@ class Upstream(_Section):
         return value
 
 
-class KMS(_Section):
+class KMS(_Service):
     """The KMS key that wraps every object's data key. Credentials: the AWS SDK's default chain."""
     key_id: str
-    endpoint: str | None = None
-    region: str | None = None
-
-    @field_validator("endpoint")
-    @classmethod
-    def _endpoint(cls, value: str | None) -> str | None:
-        return _validate_endpoint(value)
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, value: str | None) -> str | None:
-        return _validate_region(value)
 
     @field_validator("key_id")
     @classmethod

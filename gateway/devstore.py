@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 _PR_SET_PDEATHSIG = 1
@@ -27,6 +28,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_until_serving(url: str, process: subprocess.Popen, timeout_seconds: float, what: str) -> None:
+    """Poll `url` until it answers (any HTTP status), the process exits, or time runs out."""
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {process.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not start serving {url} within {timeout_seconds} s")
+
+
 class MotoServer:
     """`moto_server` as a child process; `url` once started."""
 
@@ -40,17 +57,12 @@ class MotoServer:
         self._process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent)
-        deadline = time.monotonic() + timeout_seconds
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"moto_server exited with code {self._process.returncode}")
-            try:
-                urllib.request.urlopen(self.url + "/moto-api/", timeout=1).close()
-                return self
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"moto_server did not start on port {self.port}")
+        try:
+            wait_until_serving(self.url + "/moto-api/", self._process, timeout_seconds, "moto_server")
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:

@@ -8,8 +8,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from gateway.devstore import MotoServer, free_port
+from gateway.devstore import MotoServer, free_port, wait_until_serving
 
 REGION = "us-east-1"
 STORE_KEY_ID = "store-access-key"
@@ -92,17 +90,12 @@ def start_gateway(directory: Path, name: str, config: dict, env: dict[str, str])
                                stdout=log_path.open("wb"), stderr=subprocess.STDOUT, env=env)
     scheme = "https" if config.get("tls") else "http"
     gateway = GatewayProcess(f"{scheme}://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}", process, log_path)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gateway exited early:\n{gateway.log()}")
-        try:
-            urllib.request.urlopen(gateway.admin_url + "/readyz", timeout=1).close()
-            return gateway
-        except OSError:
-            time.sleep(0.1)
-    gateway.stop()
-    raise RuntimeError(f"gateway did not become ready:\n{gateway.log()}")
+    try:
+        wait_until_serving(gateway.admin_url + "/readyz", process, 60, "gateway")
+    except RuntimeError as exc:
+        gateway.stop()
+        raise RuntimeError(f"{exc}:\n{gateway.log()}") from None
+    return gateway
 
 
 def store_env(store_url: str) -> dict[str, str]:

@@ -9,15 +9,13 @@ import hashlib
 import http.client
 import subprocess
 import sys
-import time
-import urllib.request
 from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
 import pytest
 
-from gateway.devstore import free_port
+from gateway.devstore import free_port, wait_until_serving
 from tests.conftest import REGION, gateway_config, start_gateway, store_env
 
 _CHUNK = b"\x5a" * (1 << 20)
@@ -66,14 +64,7 @@ def _stream_get(url: str) -> tuple[int, str]:
 def sink_gateway(stack, tmp_path_factory):
     port = free_port()
     sink = subprocess.Popen([sys.executable, "-m", "gateway.bench.sink", "--port", str(port)])
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/probe/x", timeout=1)
-        except urllib.error.HTTPError:
-            break
-        except OSError:
-            time.sleep(0.1)
+    wait_until_serving(f"http://127.0.0.1:{port}/probe/x", sink, 30, "sink")
     config = gateway_config(f"http://127.0.0.1:{port}", stack.key_arn, stack.access_key_id, stack.secret_access_key)
     gateway = start_gateway(tmp_path_factory.mktemp("memory"), "memory", config, store_env(stack.store_url))
     yield gateway
