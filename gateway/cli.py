@@ -26,7 +26,7 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.server import run
 
     settings = _load(args.config)
-    configure(settings.log_level, settings.log_format)
+    configure(settings.log_level, settings.log_format, settings.audit_log_file)
     uvloop.run(run(settings))
     return 0
 

@@ -361,6 +361,10 @@ class Settings(_Section):
     max_skew_seconds: Int = Field(900, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
+    # Key operations and integrity failures, one JSON object per line; None: standard error.
+    audit_log_file: Path | None = None
+    # After SIGTERM: stop being ready, stop accepting, let transfers run this long, then abort the rest.
+    shutdown_grace_seconds: Float = Field(25.0, ge=0, le=3600)
 
     @field_validator("admin_listen")
     @classmethod

@@ -96,7 +96,7 @@ def main(port: int, store_port: int, admin_port: int) -> None:
             print(f"# e.g.  aws s3 cp README.md s3://{DEV_BUCKET}/README.md && aws s3 ls s3://{DEV_BUCKET}/",
                   flush=True)
 
-        configure(settings.log_level, settings.log_format)
+        configure(settings.log_level, settings.log_format, settings.audit_log_file)
         uvloop.run(run(settings, dev_overrides(), on_ready=announce))
     except KeyboardInterrupt:
         pass

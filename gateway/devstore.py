@@ -28,8 +28,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until_serving(url: str, process: subprocess.Popen, timeout_seconds: float, what: str) -> None:
-    """Poll `url` until it answers (any HTTP status), the process exits, or time runs out."""
+def wait_until_serving(url: str, process: subprocess.Popen, timeout_seconds: float, what: str,
+                       any_status: bool = True) -> None:
+    """Poll `url` until it answers (any HTTP status, or only 2xx), the process exits, or time runs out."""
     deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -38,7 +39,9 @@ def wait_until_serving(url: str, process: subprocess.Popen, timeout_seconds: flo
             urllib.request.urlopen(url, timeout=1).close()
             return
         except urllib.error.HTTPError:
-            return
+            if any_status:
+                return
+            time.sleep(0.1)
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"{what} did not start serving {url} within {timeout_seconds} s")

@@ -18,13 +18,11 @@ from gateway.observability.admin import build_admin_app
 from gateway.observability.metrics import Metrics
 from gateway.proxy.app import build_app
 from gateway.proxy.context import Gateway
+from gateway.proxy.health import Readiness
 from gateway.proxy.pool import CryptoPool
 from gateway.proxy.upstream import CredentialSource, SdkCredentials, Upstream
 
 log = logging.getLogger(__name__)
-
-# How long in-flight transfers may finish after SIGTERM before the listener closes them.
-SHUTDOWN_GRACE_SECONDS = 25
 
 
 @dataclass
@@ -68,7 +66,7 @@ async def run(settings: Settings, overrides: Overrides | None = None,
                       endpoint_url=str(settings.kms.endpoint).rstrip("/") if settings.kms.endpoint else None,
                       region=_region(settings.kms.region or settings.upstream.region),
                       session=overrides.kms_session)
-    pool = CryptoPool(settings.crypto.workers or effective_cpu_count())
+    pool = CryptoPool(settings.crypto.workers or effective_cpu_count(), metrics)
     gw = Gateway(upstream=upstream, keys=keys, pool=pool, metrics=metrics,
                  client_secrets={c.access_key_id: c.secret_access_key.get_secret_value() for c in settings.clients},
                  virtual_host_domains=tuple(settings.virtual_host_domains),
@@ -86,14 +84,18 @@ async def run(settings: Settings, overrides: Overrides | None = None,
 
     await upstream.start()
     await keys.start()
-    s3_runner = web.AppRunner(build_app(gw), access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
-    admin_runner = web.AppRunner(build_admin_app(metrics, lambda: gw.ready), access_log=None)
+    # The drain happens in _drain(): aiohttp's own graceful shutdown stops reading request bodies at once, which
+    # would stall every upload in flight. By cleanup time, what is left is cancelled after this short timeout.
+    s3_runner = web.AppRunner(build_app(gw), access_log=None, shutdown_timeout=1.0)
+    readiness = Readiness(gw)
+    admin_runner = web.AppRunner(build_admin_app(metrics, lambda: gw.ready, readiness.ready), access_log=None)
     try:
         await admin_runner.setup()
         await web.TCPSite(admin_runner, settings.admin_listen.host, settings.admin_listen.port).start()
         await s3_runner.setup()
-        await web.TCPSite(s3_runner, settings.listen.host, settings.listen.port,
-                          ssl_context=_ssl_context(settings), backlog=1024).start()
+        s3_site = web.TCPSite(s3_runner, settings.listen.host, settings.listen.port,
+                              ssl_context=_ssl_context(settings), backlog=1024)
+        await s3_site.start()
         gw.ready = True
         log.info("listening: s3=%s://%s:%d admin=http://%s:%d upstream=%s",
                  "https" if settings.tls else "http", settings.listen.host, settings.listen.port,
@@ -103,11 +105,24 @@ async def run(settings: Settings, overrides: Overrides | None = None,
             if result is not None:
                 await result
         await stop.wait()
-        log.info("shutting down")
-        gw.ready = False
+        await _drain(gw, s3_site, settings.shutdown_grace_seconds)
     finally:
         await s3_runner.cleanup()
         await admin_runner.cleanup()
         await keys.close()
         await upstream.close()
         pool.close()
+
+
+async def _drain(gw: Gateway, site: web.TCPSite, grace_seconds: float) -> None:
+    """Not ready, no new connections; in-flight requests get `grace_seconds` to finish. What is still running
+    afterwards is cancelled by the runner's cleanup: a cancelled upload aborts its upstream body before the last
+    byte, so it never becomes an object."""
+    gw.ready = False
+    await site.stop()
+    log.info("shutting down: %d requests in flight, draining for up to %ss", gw.inflight, grace_seconds)
+    deadline = asyncio.get_running_loop().time() + grace_seconds
+    while gw.inflight and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    if gw.inflight:
+        log.warning("shutting down: aborting %d requests still in flight", gw.inflight)

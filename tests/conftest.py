@@ -91,7 +91,7 @@ def start_gateway(directory: Path, name: str, config: dict, env: dict[str, str])
     scheme = "https" if config.get("tls") else "http"
     gateway = GatewayProcess(f"{scheme}://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}", process, log_path)
     try:
-        wait_until_serving(gateway.admin_url + "/readyz", process, 60, "gateway")
+        wait_until_serving(gateway.admin_url + "/startupz", process, 60, "gateway", any_status=False)
     except RuntimeError as exc:
         gateway.stop()
         raise RuntimeError(f"{exc}:\n{gateway.log()}") from None

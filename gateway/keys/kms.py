@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Any
 
 import aioboto3
@@ -16,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from gateway import errors
 from gateway.format.envelope import WrappedKey
+from gateway.observability.logs import audit
 from gateway.observability.metrics import Metrics
 
 KMS_SCHEME = "kms"
@@ -47,13 +49,13 @@ class KeyService:
     async def close(self) -> None:
         await self._stack.aclose()
 
-    async def generate(self, context: Mapping[str, str]) -> tuple[bytes, WrappedKey]:
+    async def generate(self, context: Mapping[str, str], principal: str) -> tuple[bytes, WrappedKey]:
         """A fresh AES-256 data key: (plaintext, wrapped copy)."""
-        response = await self._call("GenerateDataKey", KeyId=self._key_id, KeySpec="AES_256",
-                                    EncryptionContext=dict(context))
+        response = await self._call("GenerateDataKey", _Audit(principal, context, self._key_id), KeyId=self._key_id,
+                                    KeySpec="AES_256", EncryptionContext=dict(context))
         return response["Plaintext"], WrappedKey(KMS_SCHEME, response["KeyId"], response["CiphertextBlob"])
 
-    async def unwrap(self, wrapped: list[WrappedKey], context: Mapping[str, str]) -> bytes:
+    async def unwrap(self, wrapped: list[WrappedKey], context: Mapping[str, str], principal: str) -> bytes:
         """The plaintext data key, unwrapped by the configured KMS key only.
 
         The key id in the object's metadata is not trusted on its own: whoever can write to the store could
@@ -63,35 +65,52 @@ class KeyService:
         trusted = await self.trusted_arn()
         usable = [w for w in wrapped if w.scheme == KMS_SCHEME and w.key_id == trusted]
         if not usable:
+            audit("Decrypt", "untrusted_key", principal=principal, **_object(context),
+                  kms_key_id=[w.key_id for w in wrapped])
             raise errors.UnsupportedFormat("The object's data key is not wrapped by this gateway's KMS key.")
-        response = await self._call("Decrypt", CiphertextBlob=usable[0].blob, KeyId=trusted,
-                                    EncryptionContext=dict(context))
+        response = await self._call("Decrypt", _Audit(principal, context, trusted), CiphertextBlob=usable[0].blob,
+                                    KeyId=trusted, EncryptionContext=dict(context))
         return response["Plaintext"]
 
     async def trusted_arn(self) -> str:
         """The ARN of the configured key (which may be given as an alias), resolved once."""
         if self._trusted_arn is None:
-            response = await self._call("DescribeKey", KeyId=self._key_id)
+            response = await self._call("DescribeKey", None, KeyId=self._key_id)
             self._trusted_arn = response["KeyMetadata"]["Arn"]
         return self._trusted_arn
 
-    async def _call(self, operation: str, **params: Any) -> dict[str, Any]:
+    async def _call(self, operation: str, audited: _Audit | None, **params: Any) -> dict[str, Any]:
         method = {"GenerateDataKey": self._client.generate_data_key, "Decrypt": self._client.decrypt,
                   "DescribeKey": self._client.describe_key}[operation]
         started = time.perf_counter()
+        outcome = "ok"
         try:
-            response = await method(**params)
+            return await method(**params)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "Unknown")
-            self._metrics.kms_requests.labels(operation, _outcome(code)).inc()
+            outcome = _outcome(code)
             raise _translate(code) from None
         except (BotoCoreError, OSError):
-            self._metrics.kms_requests.labels(operation, "unreachable").inc()
+            outcome = "unreachable"
             raise errors.KMSError("The key management service is unreachable.") from None
         finally:
             self._metrics.kms_duration.labels(operation).observe(time.perf_counter() - started)
-        self._metrics.kms_requests.labels(operation, "ok").inc()
-        return response
+            self._metrics.kms_requests.labels(operation, outcome).inc()
+            if audited is not None:
+                audit(operation, outcome, principal=audited.principal, **_object(audited.context),
+                      kms_key_id=audited.kms_key_id)
+
+
+@dataclass(frozen=True)
+class _Audit:
+    """Who asked for a key operation on which object: what the audit log records (never key material)."""
+    principal: str
+    context: Mapping[str, str]
+    kms_key_id: str
+
+
+def _object(context: Mapping[str, str]) -> dict[str, str | None]:
+    return {"bucket": context.get("envelope-gateway:bucket"), "key": context.get("envelope-gateway:key")}
 
 
 def _outcome(code: str) -> str:

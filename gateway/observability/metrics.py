@@ -6,6 +6,9 @@ so cardinality stays bounded whatever clients send.
 """
 from __future__ import annotations
 
+import platform
+from importlib.metadata import PackageNotFoundError, version
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Request latencies of an S3 gateway span sub-millisecond HEADs to minutes-long multi-GiB transfers.
@@ -21,6 +24,9 @@ class Metrics:
         self.request_duration = Histogram("envelope_request_duration_seconds",
                                           "Time from request start to the end of the response body.",
                                           ["operation"], buckets=_LATENCY_BUCKETS_SECONDS, registry=r)
+        self.time_to_first_byte = Histogram("envelope_time_to_first_byte_seconds",
+                                            "Time from request start to the response's status line.",
+                                            ["operation"], buckets=_LATENCY_BUCKETS_SECONDS, registry=r)
         self.inflight = Gauge("envelope_inflight_requests", "S3 requests being served now.", registry=r)
         self.plaintext_bytes = Counter("envelope_plaintext_bytes_total",
                                        "Plaintext bytes received from (in) or sent to (out) clients.",
@@ -35,6 +41,16 @@ class Metrics:
         self.upstream_requests = Counter("envelope_upstream_requests_total",
                                          "Requests sent to the object store, by HTTP method and status class.",
                                          ["method", "status_class"], registry=r)
+        self.upstream_duration = Histogram("envelope_upstream_request_duration_seconds",
+                                           "Time until the object store's response headers arrived.", ["method"],
+                                           buckets=_LATENCY_BUCKETS_SECONDS, registry=r)
+        self.pool_queue_depth = Gauge("envelope_crypto_pool_queue_depth",
+                                      "Crypto jobs submitted and waiting for a worker.", registry=r)
+        self.pool_busy_workers = Gauge("envelope_crypto_pool_busy_workers", "Crypto workers running a job now.",
+                                       registry=r)
+        self.build_info = Gauge("envelope_gateway_build_info", "Version information; the value is always 1.",
+                                ["version", "python"], registry=r)
+        self.build_info.labels(_package_version(), platform.python_version()).set(1)
         self.tamper_detections = Counter("envelope_tamper_detections_total",
                                          "Stored objects that failed authentication (commitment, tag, framing).",
                                          registry=r)
@@ -43,3 +59,10 @@ class Metrics:
         for direction in ("in", "out"):
             self.plaintext_bytes.labels(direction)
             self.ciphertext_bytes.labels(direction)
+
+
+def _package_version() -> str:
+    try:
+        return version("envelope-gateway")
+    except PackageNotFoundError:
+        return "unknown"

@@ -9,6 +9,7 @@ import time
 from aiohttp import HttpVersion11, web
 
 from gateway import errors
+from gateway.observability.logs import upstream_request_id
 from gateway.proxy.context import Gateway
 from gateway.proxy.download import get_object
 from gateway.proxy.passthrough import list_objects, pass_through
@@ -24,6 +25,7 @@ GATEWAY = web.AppKey("gateway", Gateway)
 _AUTH = "envelope.auth"
 _OPERATION = "envelope.operation"
 _REQUEST_ID = "envelope.request_id"
+_STARTED = "envelope.started"
 
 
 def _authenticate(gw: Gateway, request: web.Request) -> tuple[Target, VerifiedRequest]:
@@ -72,7 +74,8 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     if operation.handling is Handling.PUT_OBJECT:
         return await put_object(gw, request, target, verified)
     if operation.handling in (Handling.GET_OBJECT, Handling.HEAD_OBJECT):
-        return await get_object(gw, request, target, head=operation.handling is Handling.HEAD_OBJECT)
+        return await get_object(gw, request, target, verified.access_key_id,
+                                head=operation.handling is Handling.HEAD_OBJECT)
     if operation.handling is Handling.LIST_OBJECTS:
         return await list_objects(gw, request, target, verified)
     return await pass_through(gw, request, target, verified, operation)
@@ -83,8 +86,9 @@ async def _s3_errors(request: web.Request, handler) -> web.StreamResponse:
     """Every failure becomes the S3 error document a client expects; never a traceback."""
     gw = request.app[GATEWAY]
     request_id = _request_id(request)
-    started = time.perf_counter()
+    started = request[_STARTED] = time.perf_counter()
     gw.metrics.inflight.inc()
+    gw.inflight += 1
     status: int | str = 500
     try:
         try:
@@ -107,13 +111,28 @@ async def _s3_errors(request: web.Request, handler) -> web.StreamResponse:
         operation = request.get(_OPERATION, "Unknown")
         elapsed = time.perf_counter() - started
         gw.metrics.inflight.dec()
+        gw.inflight -= 1
         gw.metrics.requests.labels(operation, str(status)).inc()
         gw.metrics.request_duration.labels(operation).observe(elapsed)
-        log.info("%s %s %s %s %.3fs", request_id, request.method, operation, status, elapsed)
+        target_and_auth = request.get(_AUTH)
+        log.info("%s %s %s", request.method, operation, status, extra={"fields": {
+            "request_id": request_id, "operation": operation, "status": status, "method": request.method,
+            "duration_seconds": round(elapsed, 6), "remote": request.remote,
+            "principal": target_and_auth[1].access_key_id if target_and_auth else None,
+            "bucket": target_and_auth[0].bucket if target_and_auth else None,
+            "key": target_and_auth[0].key if target_and_auth else None,
+            "upstream_request_id": upstream_request_id.get()}})
+
+
+async def _first_byte(request: web.Request, _: web.StreamResponse) -> None:
+    if _STARTED in request:
+        request.app[GATEWAY].metrics.time_to_first_byte.labels(request.get(_OPERATION, "Unknown")).observe(
+            time.perf_counter() - request[_STARTED])
 
 
 def build_app(gw: Gateway) -> web.Application:
     app = web.Application(middlewares=[_s3_errors], client_max_size=1024**2)
     app[GATEWAY] = gw
+    app.on_response_prepare.append(_first_byte)
     app.router.add_route("*", "/{tail:.*}", _handle, expect_handler=_expect_handler)
     return app

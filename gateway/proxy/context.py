@@ -21,6 +21,7 @@ class Gateway:
     inflight_batches: int = 4
     max_skew_seconds: int = 900
     ready: bool = False
+    inflight: int = 0  # S3 requests being handled, for draining at shutdown
 
     def secret_for(self, access_key_id: str) -> str | None:
         return self.client_secrets.get(access_key_id)

@@ -19,6 +19,7 @@ from gateway.format.envelope import encryption_context, open_object_key, parse_m
 from gateway.format.fetchplan import parse_content_range, upstream_range
 from gateway.format.segments import open_batch
 from gateway.format.sizes import SEALED_SEGMENT_SIZE_BYTES, SEGMENT_SIZE_BYTES, covering_segments, plaintext_size
+from gateway.observability.logs import audit
 from gateway.proxy.context import Gateway
 from gateway.proxy.headers import client_response_headers
 from gateway.proxy.pipeline import ordered_work, prefetch
@@ -78,7 +79,8 @@ def _part_number(target: Target, range_value: str | None) -> None:
         raise errors.InvalidPartNumber()
 
 
-async def get_object(gw: Gateway, request: web.Request, target: Target, head: bool) -> web.StreamResponse:
+async def get_object(gw: Gateway, request: web.Request, target: Target, principal: str,
+                     head: bool) -> web.StreamResponse:
     assert target.bucket is not None and target.key is not None
     range_value = request.headers.get("Range")
     _part_number(target, range_value)
@@ -91,13 +93,17 @@ async def get_object(gw: Gateway, request: web.Request, target: Target, head: bo
         headers["range"] = fetch
     response = await gw.upstream.request("HEAD" if head else "GET", target.bucket, target.key, query, headers)
     try:
-        return await _answer(gw, request, target, head, range_value, response)
+        return await _answer(gw, request, target, principal, head, range_value, response)
+    except errors.TamperedCiphertext:
+        _integrity_failure(gw, target, principal, response_started=False)
+        raise
     finally:
         # Whatever was not read (the tail of a window, an aborted transfer) must not be read now.
         response.close()
 
 
-async def _answer(gw: Gateway, request: web.Request, target: Target, head: bool, range_value: str | None,
+async def _answer(gw: Gateway, request: web.Request, target: Target, principal: str, head: bool,
+                  range_value: str | None,
                   response: aiohttp.ClientResponse) -> web.StreamResponse:
     assert target.bucket is not None and target.key is not None
     if response.status == 416:
@@ -132,7 +138,7 @@ async def _answer(gw: Gateway, request: web.Request, target: Target, head: bool,
     skip = span.ciphertext_start - window_first
     if skip < 0 or window_last < span.ciphertext_end:
         raise errors.UpstreamError("The object store returned a different byte range than requested.")
-    dek = await gw.keys.unwrap(wrapped, encryption_context(target.bucket, target.key))
+    dek = await gw.keys.unwrap(wrapped, encryption_context(target.bucket, target.key), principal)
     object_key = open_object_key(dek, envelope)
     del dek
 
@@ -145,12 +151,8 @@ async def _answer(gw: Gateway, request: web.Request, target: Target, head: bool,
         prefetch(_sealed_batches(response.content, skip, need, span.first_segment, gw.batch_bytes),
                  gw.inflight_batches),
         open_, gw.pool, gw.inflight_batches)
-    try:
-        # The first batch is opened before the status line is sent: most tampering becomes a clean 500.
-        first = await anext(plaintexts, None)
-    except errors.TamperedCiphertext:
-        gw.metrics.tamper_detections.inc()
-        raise
+    # The first batch is opened before the status line is sent: most tampering becomes a clean 500.
+    first = await anext(plaintexts, None)
     gw.metrics.ciphertext_bytes.labels("in").inc(need)
     stream = web.StreamResponse(status=status, headers=out)
     stream.content_length = span.length
@@ -159,7 +161,7 @@ async def _answer(gw: Gateway, request: web.Request, target: Target, head: bool,
         await _write_plaintext(gw, stream, first, plaintexts, span.skip_bytes, span.length)
     except Exception as exc:  # noqa: BLE001 - every failure after the status line ends the same way
         if isinstance(exc, errors.TamperedCiphertext):
-            gw.metrics.tamper_detections.inc()
+            _integrity_failure(gw, target, principal, response_started=True)
         log.warning("download aborted after the response started: %s", type(exc).__name__)
         abort(request)
         return stream
@@ -186,3 +188,9 @@ async def _write_plaintext(gw: Gateway, stream: web.StreamResponse, first: bytea
         await write(plaintext)
     if remaining:
         raise errors.TamperedCiphertext("The stored object ended before the requested range.")
+
+
+def _integrity_failure(gw: Gateway, target: Target, principal: str, response_started: bool) -> None:
+    gw.metrics.tamper_detections.inc()
+    audit("IntegrityFailure", "refused" if not response_started else "connection_aborted", principal=principal,
+          bucket=target.bucket, key=target.key)

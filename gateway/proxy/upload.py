@@ -66,7 +66,7 @@ async def put_object(gw: Gateway, request: web.Request, target: Target, verified
     check_client_metadata(request.headers, reserved_bytes=RESERVED_METADATA_BYTES)
     headers = object_write_headers(request.headers.items())
     body = ClientBody(request, verified)
-    dek, wrapped = await gw.keys.generate(encryption_context(target.bucket, target.key))
+    dek, wrapped = await gw.keys.generate(encryption_context(target.bucket, target.key), verified.access_key_id)
     envelope, object_key = new_object_key(dek)
     del dek  # only the derived object key is needed from here on
     for name, value in metadata_for(envelope, [wrapped]).items():

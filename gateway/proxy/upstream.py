@@ -6,6 +6,7 @@ or an async iterator of ciphertext with an exact Content-Length, so the store ne
 from __future__ import annotations
 
 import datetime
+import time
 from collections.abc import AsyncIterable, Sequence
 from typing import Protocol
 from urllib.parse import quote, urlsplit
@@ -15,6 +16,7 @@ from aiobotocore.session import get_session
 from yarl import URL
 
 from gateway import errors
+from gateway.observability.logs import upstream_request_id
 from gateway.observability.metrics import Metrics
 from gateway.s3.sigv4 import UNSIGNED_PAYLOAD, Credentials, sign_request
 
@@ -111,11 +113,15 @@ class Upstream:
         out.update(sign_request(method, raw_path, raw_query, out, payload_hash, credentials, self.region,
                                 datetime.datetime.now(datetime.timezone.utc)))
         url = URL(f"{self._scheme}://{host}{raw_path}" + (f"?{raw_query}" if raw_query else ""), encoded=True)
+        started = time.perf_counter()
         try:
             response = await self._session.request(method, url, headers=out, data=body, allow_redirects=False,
                                                    compress=None, chunked=None)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             self._metrics.upstream_requests.labels(method, "error").inc()
             raise errors.UpstreamError(f"The object store could not be reached ({type(exc).__name__}).") from None
+        finally:
+            self._metrics.upstream_duration.labels(method).observe(time.perf_counter() - started)
         self._metrics.upstream_requests.labels(method, f"{response.status // 100}xx").inc()
+        upstream_request_id.set(response.headers.get("x-amz-request-id"))
         return response

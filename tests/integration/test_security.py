@@ -213,3 +213,23 @@ def test_no_secret_in_logs_or_metrics(s3, stack):
     for log in (stack.http.log(), stack.tls.log(), text):
         assert stack.secret_access_key not in log
         assert STORE_SECRET not in log
+
+
+def test_client_vanishing_mid_upload_stores_nothing(s3, stack, store):
+    """A body cut short must not become a (short) object: the upstream upload is aborted before its last byte."""
+    import socket
+    import time
+
+    key = _key()
+    url = s3.generate_presigned_url("put_object", Params={"Bucket": stack.bucket, "Key": key}, ExpiresIn=300)
+    host, port = url.split("/")[2].split(":")
+    path = "/" + url.split("/", 3)[3]
+    declared = 8 * 1024 * 1024
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(f"PUT {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: {declared}\r\n\r\n".encode())
+        sock.sendall(os.urandom(declared // 2))
+        time.sleep(0.5)
+    time.sleep(1.0)
+    with pytest.raises(ClientError):
+        store.head_object(Bucket=stack.bucket, Key=key)
+    assert "PutObject" in stack.http.log()
