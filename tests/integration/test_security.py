@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import json
 import os
 import urllib.error
 import urllib.request
@@ -116,6 +117,9 @@ def test_tampered_small_objects_are_a_clean_5xx(s3, stack, store, mutation):
     with pytest.raises(ClientError) as err:
         s3.get_object(Bucket=stack.bucket, Key=key)
     assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] >= 500
+    audit = [json.loads(line) for line in stack.http.log().splitlines() if line.startswith('{"')]
+    assert any(r.get("event") == "IntegrityFailure" and r.get("key") == key and r.get("principal") == stack.access_key_id
+               for r in audit)
 
 
 def test_tamper_detected_mid_stream_breaks_the_connection(s3, stack, store):
