@@ -15,8 +15,9 @@ from gateway.proxy.download import get_object
 from gateway.proxy.passthrough import list_objects, pass_through
 from gateway.proxy.responses import ABORTED, error_response
 from gateway.proxy.upload import put_object
-from gateway.s3.addressing import Target, resolve
+from gateway.s3.addressing import Target, parse_query, resolve
 from gateway.s3.operations import Handling, classify
+from gateway.s3.sigv2 import is_presigned_v2, verify_presigned_v2
 from gateway.s3.sigv4 import VerifiedRequest, verify_request
 
 log = logging.getLogger("gateway.access")
@@ -32,9 +33,16 @@ def _authenticate(gw: Gateway, request: web.Request) -> tuple[Target, VerifiedRe
     if _AUTH in request:
         return request[_AUTH]
     target = resolve(request.raw_path, request.host, gw.virtual_host_domains)
+    now = datetime.datetime.now(datetime.timezone.utc)
     try:
-        verified = verify_request(request.method, target.raw_path, target.raw_query, list(request.headers.items()),
-                                  gw.secret_for, datetime.datetime.now(datetime.timezone.utc), gw.max_skew_seconds)
+        raw_params = parse_query(target.raw_query)
+        if is_presigned_v2(dict(raw_params)) and "Authorization" not in request.headers:
+            verified = verify_presigned_v2(request.method, target.raw_path, raw_params,
+                                           {k.lower(): v for k, v in request.headers.items()},
+                                           target.bucket if target.virtual_hosted else None, gw.secret_for, now)
+        else:
+            verified = verify_request(request.method, target.raw_path, target.raw_query,
+                                      list(request.headers.items()), gw.secret_for, now, gw.max_skew_seconds)
     except errors.S3Error as exc:
         gw.metrics.auth_failures.labels(exc.code).inc()
         raise

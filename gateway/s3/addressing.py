@@ -7,7 +7,8 @@ from urllib.parse import unquote
 
 # Presigned-URL authentication parameters: consumed by the gateway, never forwarded or routed on.
 _AUTH_QUERY = {"x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-expires", "x-amz-signedheaders",
-               "x-amz-signature", "x-amz-security-token", "x-amz-content-sha256"}
+               "x-amz-signature", "x-amz-security-token", "x-amz-content-sha256",
+               "awsaccesskeyid", "expires", "signature"}  # the last three: SigV2 presigned URLs
 # `x-id` is a routing hint the AWS SDKs append (e.g. `?x-id=PutObject`); S3 ignores it, and so do we.
 _IGNORED_QUERY = {"x-id"}
 
@@ -19,6 +20,7 @@ class Target:
     raw_path: str                      # undecoded path as received (for the client's signature)
     raw_query: str                     # undecoded query as received (for the client's signature)
     query: tuple[tuple[str, str], ...]  # decoded parameters to route on and forward (auth parameters removed)
+    virtual_hosted: bool = False       # the bucket came from the Host header
 
     @property
     def query_map(self) -> dict[str, str]:
@@ -55,7 +57,7 @@ def resolve(raw_target: str, host: str, virtual_host_domains: Sequence[str]) -> 
     bucket = _host_bucket(host, virtual_host_domains)
     if bucket is not None:
         key = path[1:] if path.startswith("/") else path
-        return Target(bucket, key or None, raw_path, raw_query, query)
+        return Target(bucket, key or None, raw_path, raw_query, query, virtual_hosted=True)
     stripped = path[1:] if path.startswith("/") else path
     if not stripped:
         return Target(None, None, raw_path, raw_query, query)
