@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import signal
@@ -51,9 +52,21 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
+def _keep_heap_memory() -> None:
+    """glibc returns freed 1 MiB batch buffers to the kernel (mmap threshold, heap trim) and faults them back in
+    on the next batch: fixed, higher thresholds keep them in the heap. Memory stays bounded by concurrency."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 << 20)   # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 128 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 async def run(settings: Settings, overrides: Overrides | None = None,
               on_ready: Callable[[], Awaitable[None] | None] | None = None,
               stop: asyncio.Event | None = None) -> None:
+    _keep_heap_memory()
     overrides = overrides or Overrides()
     metrics = Metrics()
     region = _region(settings.upstream.region)

@@ -69,8 +69,12 @@ class ClientBody:
         """Plaintext pieces as they arrive; raises IncompleteBody if the body is shorter or longer than declared."""
         content = self._request.content
         while True:
-            chunk = await content.readany()
+            # readchunk(), not readany(): readany() joins every chunk buffered so far into a new bytes object (a
+            # copy of the whole body, for nothing: the caller copies the pieces into its batches anyway).
+            chunk, end_of_http_chunk = await content.readchunk()
             if not chunk:
+                if end_of_http_chunk and not content.at_eof():
+                    continue  # a chunked transfer-encoding boundary, not the end of the body
                 break
             for piece in (self._decoder.feed(chunk) if self._decoder is not None else (chunk,)):
                 self.received += len(piece)
