@@ -116,7 +116,7 @@ async def put_object(gw: Gateway, request: web.Request, target: Target, verified
             raise
         gw.metrics.plaintext_bytes.labels("in").inc(body.length)
 
-    upload_body: AsyncIterator[bytearray] | bytes = sealed()
+    upload_body: AsyncIterator[bytearray] | bytes
     if body.length <= SMALL_BODY_BYTES:
         # Small objects: one segment, sealed inline (microseconds of AES-GCM) — no pool hop, no pipeline tasks.
         try:
@@ -124,6 +124,10 @@ async def put_object(gw: Gateway, request: web.Request, target: Target, verified
             upload_body = bytes(seal(batches[-1]))
         except Exception as exc:  # noqa: BLE001 - translated: a failed small upload is the client's error
             raise _client_error(exc) from None
+        gw.metrics.ciphertext_bytes.labels("out").inc(len(upload_body))
+        gw.metrics.plaintext_bytes.labels("in").inc(body.length)
+    else:
+        upload_body = sealed()
     try:
         response = await gw.upstream.request("PUT", target.bucket, target.key, target.query, headers,
                                               body=upload_body, content_length=ciphertext_size(body.length))

@@ -6,6 +6,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import urllib.error
 import urllib.request
 import uuid
@@ -204,6 +205,8 @@ def test_metrics_and_health_on_the_admin_port_only(s3, stack):
         assert name in text
     assert 'operation="PutObject"' in text
     assert 'envelope_kms_requests_total{operation="GenerateDataKey",outcome="ok"}' in text
+    plaintext_in = float(re.search(r'envelope_plaintext_bytes_total\{direction="in"\} (\S+)', text).group(1))
+    assert plaintext_in >= len(b"metrics")  # small objects (sealed inline) are counted too
     assert urllib.request.urlopen(stack.http.admin_url + "/livez").status == 200
     assert urllib.request.urlopen(stack.http.admin_url + "/readyz").status == 200
     with pytest.raises(urllib.error.HTTPError) as err:
