@@ -92,3 +92,18 @@ def test_sigterm_lets_short_uploads_finish_and_aborts_long_ones(stack, store, dr
     else:
         with pytest.raises(ClientError):
             store.head_object(Bucket=stack.bucket, Key=key)
+
+
+def test_endpoints_from_the_sdk_environment(stack, tmp_path):
+    """No endpoints in the config: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL_KMS (the SDK's variables) decide."""
+    config = gateway_config(stack.store_url, stack.key_arn, stack.access_key_id, stack.secret_access_key)
+    config["upstream"] = {"region": "us-east-1"}
+    env = {**store_env(stack.store_url), "AWS_ENDPOINT_URL_S3": stack.store_url}
+    gateway = start_gateway(tmp_path, "sdk-env", config, env)
+    try:
+        s3 = client_for(stack, gateway.url)
+        key = f"ops/{uuid.uuid4().hex}"
+        s3.put_object(Bucket=stack.bucket, Key=key, Body=b"via the SDK's endpoint variables")
+        assert s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read() == b"via the SDK's endpoint variables"
+    finally:
+        gateway.stop()
