@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from gateway import errors
+from gateway.s3.checksums import CHECKSUM_PREFIX, is_checksum_header
 from gateway.s3.metadata import RESERVED_PREFIX
 
 # Hop-by-hop headers (RFC 9110 §7.6.1) and the ones aiohttp computes for the message it sends.
@@ -11,10 +12,6 @@ _HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriz
                "transfer-encoding", "upgrade", "host", "content-length", "expect"}
 # The client's signature and body framing: meaningless once the gateway re-signs and re-frames the body.
 _CLIENT_AUTH = {"authorization", "x-amz-date", "x-amz-content-sha256", "x-amz-security-token", "date"}
-# Checksums the client computed over the plaintext: verified here, never sent with ciphertext.
-_CHECKSUM = {"content-md5", "x-amz-sdk-checksum-algorithm", "x-amz-trailer", "x-amz-decoded-content-length",
-             "x-amz-checksum-algorithm", "x-amz-checksum-type", "x-amz-mp-object-size"}
-_CHECKSUM_PREFIX = "x-amz-checksum-"
 
 # Response headers computed by the gateway for the plaintext view, or describing the stored ciphertext.
 _RESPONSE_DROP = _HOP_BY_HOP | {"content-range", "content-md5", "server", "date", "x-amz-request-id",
@@ -28,7 +25,8 @@ def forwardable_request_headers(headers: Iterable[tuple[str, str]]) -> dict[str,
     out: dict[str, str] = {}
     for name, value in headers:
         lname = name.lower()
-        if lname in _HOP_BY_HOP or lname in _CLIENT_AUTH or lname in _CHECKSUM or lname.startswith(_CHECKSUM_PREFIX):
+        # Checksums describe the client's plaintext: verified here, never sent along with ciphertext.
+        if lname in _HOP_BY_HOP or lname in _CLIENT_AUTH or is_checksum_header(lname):
             continue
         out[lname] = f"{out[lname]},{value}" if lname in out else value
     encoding = out.pop("content-encoding", None)
@@ -55,7 +53,7 @@ def client_response_headers(upstream: Mapping[str, str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, value in upstream.items():
         lname = name.lower()
-        if lname in _RESPONSE_DROP or lname.startswith(_CHECKSUM_PREFIX) or lname.startswith(RESERVED_PREFIX):
+        if lname in _RESPONSE_DROP or lname.startswith(CHECKSUM_PREFIX) or lname.startswith(RESERVED_PREFIX):
             continue
         out[name] = value
     return out

@@ -201,9 +201,3 @@ def is_checksum_header(name: str) -> bool:
     """True for request headers that describe the client's plaintext body and must not reach the store."""
     lname = name.lower()
     return lname in _NEVER_FORWARDED or lname.startswith(CHECKSUM_PREFIX)
-
-
-def strip_checksum_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """The headers without any that describe the plaintext body (Content-MD5, x-amz-checksum-*, trailer and
-    decoded-length announcements, x-amz-mp-object-size): forwarded, they would be checked against ciphertext."""
-    return {name: value for name, value in headers.items() if not is_checksum_header(name)}

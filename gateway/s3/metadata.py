@@ -36,11 +36,6 @@ def check_client_metadata(headers: Mapping[str, str], reserved_bytes: int = 0) -
         raise errors.MetadataTooLarge(Size=str(size), MaxSizeAllowed=str(max(0, MAX_USER_METADATA - reserved_bytes)))
 
 
-def hide_reserved(headers: Mapping[str, str]) -> dict[str, str]:
-    """Response headers without the gateway's envelope fields."""
-    return {name: value for name, value in headers.items() if not name.lower().startswith(RESERVED_PREFIX)}
-
-
 def envelope_fields(headers: Mapping[str, str]) -> dict[str, str]:
     """The envelope fields of an upstream response: {"envelope-header": ..., "envelope-key-0": ...}."""
     return {name.lower()[len(META_PREFIX):]: value for name, value in headers.items()

@@ -2,8 +2,7 @@ import pytest
 from multidict import CIMultiDict
 
 from gateway import errors
-from gateway.s3.metadata import (MAX_USER_METADATA, RESERVED_PREFIX, check_client_metadata, envelope_fields,
-                                 hide_reserved)
+from gateway.s3.metadata import MAX_USER_METADATA, RESERVED_PREFIX, check_client_metadata, envelope_fields
 
 
 def test_reserved_prefix():
@@ -55,12 +54,6 @@ def test_reserve_for_the_envelope():
     with pytest.raises(errors.MetadataTooLarge):
         check_client_metadata({"x-amz-meta-k": ""}, reserved_bytes=2048)
 
-
-def test_hide_reserved():
-    headers = CIMultiDict([("Content-Length", "5"), ("x-amz-meta-envelope-header", "h"),
-                           ("X-Amz-Meta-Envelope-Key-0", "k"), ("x-amz-meta-user", "u"), ("ETag", '"e"')])
-    assert hide_reserved(headers) == {"Content-Length": "5", "x-amz-meta-user": "u", "ETag": '"e"'}
-    assert hide_reserved({}) == {}
 
 
 def test_envelope_fields():
