@@ -26,7 +26,7 @@ from gateway.format.sizes import SEGMENT_SIZE_LOG2
 
 FORMAT_VERSION = 1
 SUITE_AES256GCM_HKDF_SHA256 = 1  # AES-256-GCM segments, HKDF-SHA256 key schedule, HKDF-Expand commitment
-FLAG_MULTIPART_LAYOUT = 0x01  # reserved: a later revision's multipart layout; must be 0 in this one
+FLAG_MULTIPART_LAYOUT = 0x01  # the body is parts with keys of their own and a part table (FORMAT.md §12)
 
 DEK_SIZE_BYTES = 32
 SALT_SIZE_BYTES = 32
@@ -40,6 +40,10 @@ BOUND_HEADER_SIZE_BYTES = 4 + SALT_SIZE_BYTES  # header[0:36]: every field excep
 # selects an algorithm (version, suite, segment size, flags) plus the salt into both.
 DATA_KEY_LABEL = b"envelope-gateway/v1/data-key"
 COMMITMENT_LABEL = b"envelope-gateway/v1/commitment"
+# Multipart layout: each part upload and the part table get keys of their own (info = label ‖ bound ‖ …).
+PART_KEY_LABEL = b"envelope-gateway/v1/part-key"
+TABLE_KEY_LABEL = b"envelope-gateway/v1/part-table"
+PART_SALT_SIZE_BYTES = 32
 
 META_PREFIX = "envelope-"
 META_HEADER = "envelope-header"
@@ -121,9 +125,7 @@ def _check_supported(header: Header) -> None:
         raise errors.UnsupportedFormat(f"Unknown envelope cipher suite {header.suite}.")
     if header.segment_size_log2 != SEGMENT_SIZE_LOG2:
         raise errors.UnsupportedFormat(f"Unsupported envelope segment size 2^{header.segment_size_log2}.")
-    if header.flags & FLAG_MULTIPART_LAYOUT:
-        raise errors.UnsupportedFormat("The object uses a multipart layout this gateway version cannot read.")
-    if header.flags:
+    if header.flags & ~FLAG_MULTIPART_LAYOUT:
         raise errors.UnsupportedFormat(f"Unknown envelope header flags {header.flags:#04x}.")
 
 
@@ -283,6 +285,11 @@ def new_object_key(dek: bytes, salt: bytes | None = None) -> tuple[Header, Objec
     Why a salt even though every object gets a fresh DEK from KMS: the object key stays unique per object even if
     a DEK is ever reused (a cached or bucket-level data key), and the nonces (a plain counter) rely on that.
     """
+    header, prk = _new_header(dek, salt, 0)
+    return header, _object_key(prk, header.bound_bytes())
+
+
+def _new_header(dek: bytes, salt: bytes | None, flags: int) -> tuple[Header, bytes]:
     if len(dek) != DEK_SIZE_BYTES:
         raise ValueError(f"data key must be {DEK_SIZE_BYTES} bytes")
     if salt is None:
@@ -290,11 +297,10 @@ def new_object_key(dek: bytes, salt: bytes | None = None) -> tuple[Header, Objec
     elif len(salt) != SALT_SIZE_BYTES:
         raise ValueError(f"salt must be {SALT_SIZE_BYTES} bytes")
     salt = bytes(salt)
-    bound = _bound_prefix(FORMAT_VERSION, SUITE_AES256GCM_HKDF_SHA256, SEGMENT_SIZE_LOG2, 0, salt)
+    bound = _bound_prefix(FORMAT_VERSION, SUITE_AES256GCM_HKDF_SHA256, SEGMENT_SIZE_LOG2, flags, salt)
     prk = _prk(dek, salt)
-    header = Header(FORMAT_VERSION, SUITE_AES256GCM_HKDF_SHA256, SEGMENT_SIZE_LOG2, 0, salt,
-                    _commitment(prk, bound))
-    return header, _object_key(prk, bound)
+    return Header(FORMAT_VERSION, SUITE_AES256GCM_HKDF_SHA256, SEGMENT_SIZE_LOG2, flags, salt,
+                  _commitment(prk, bound)), prk
 
 
 def open_object_key(dek: bytes, header: Header) -> ObjectKey:
@@ -304,11 +310,65 @@ def open_object_key(dek: bytes, header: Header) -> ObjectKey:
     is opened: a wrong or substituted DEK, or a header whose parameters or salt were changed, is refused here
     (TamperedCiphertext) rather than by a GCM tag later — and GCM alone is not key-committing.
     """
+    if header.flags & FLAG_MULTIPART_LAYOUT:
+        raise errors.UnsupportedFormat("The object has a multipart layout: it has no single object key.")
+    return _object_key(_committed_prk(dek, header), header.bound_bytes())
+
+
+def _committed_prk(dek: bytes, header: Header) -> bytes:
     _check_supported(header)
     if len(dek) != DEK_SIZE_BYTES:
         raise errors.TamperedCiphertext("The object's data key does not match its key commitment.")
-    bound = header.bound_bytes()
     prk = _prk(dek, header.salt)
-    if not hmac.compare_digest(_commitment(prk, bound), header.commitment):
+    if not hmac.compare_digest(_commitment(prk, header.bound_bytes()), header.commitment):
         raise errors.TamperedCiphertext("The object's data key does not match its key commitment.")
-    return _object_key(prk, bound)
+    return prk
+
+
+class MultipartKeys:
+    """The key schedule of a multipart-layout object (flags bit 0): a key per part upload and one for the part
+    table, all HKDF-Expand outputs of the object's PRK. Opaque like ObjectKey; holds the PRK, never shows it."""
+    __slots__ = ("_prk", "_bound")
+
+    def __init__(self, prk: bytes, bound: bytes) -> None:
+        self._prk, self._bound = prk, bound
+
+    def __repr__(self) -> str:
+        return "MultipartKeys(<hidden>)"
+
+    def __reduce__(self) -> object:
+        raise TypeError("MultipartKeys cannot be pickled")
+
+    def part_key(self, part_number: int, part_salt: bytes) -> ObjectKey:
+        """The key of one part *upload*: the random part salt makes a re-uploaded part number (legal in S3) get
+        a fresh key, so its segment nonces (which restart at 0) never repeat under one key."""
+        if not 1 <= part_number <= 0xFFFFFFFF or len(part_salt) != PART_SALT_SIZE_BYTES:
+            raise ValueError("part number must be 1..2^32-1 and the part salt 32 bytes")
+        return self._derive(PART_KEY_LABEL + self._bound + part_number.to_bytes(4, "big") + part_salt)
+
+    def table_key(self, table_salt: bytes) -> ObjectKey:
+        """The key that seals the part table; fresh per Complete (a retried Complete writes a new table)."""
+        if len(table_salt) != PART_SALT_SIZE_BYTES:
+            raise ValueError("the table salt must be 32 bytes")
+        return self._derive(TABLE_KEY_LABEL + self._bound + table_salt)
+
+    def _derive(self, info: bytes) -> ObjectKey:
+        key = bytearray(OBJECT_KEY_SIZE_BYTES)
+        try:
+            HKDFExpand(hashes.SHA256(), OBJECT_KEY_SIZE_BYTES, info).derive_into(self._prk, key)
+            return ObjectKey(AESGCM(key))
+        finally:
+            key[:] = bytes(OBJECT_KEY_SIZE_BYTES)
+
+
+def new_multipart_keys(dek: bytes, salt: bytes | None = None) -> tuple[Header, MultipartKeys]:
+    """A fresh multipart-layout header (flags bit 0 set, so it is bound into the commitment) and its keys."""
+    header, prk = _new_header(dek, salt, FLAG_MULTIPART_LAYOUT)
+    return header, MultipartKeys(prk, header.bound_bytes())
+
+
+def open_multipart_keys(dek: bytes, header: Header) -> MultipartKeys:
+    """The keys of a stored multipart-layout object, after the same commitment check as open_object_key."""
+    if not header.flags & FLAG_MULTIPART_LAYOUT:
+        raise errors.UnsupportedFormat("The object does not have a multipart layout.")
+    return MultipartKeys(_committed_prk(dek, header), header.bound_bytes())

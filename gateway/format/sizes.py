@@ -49,6 +49,12 @@ def plaintext_size(ciphertext_size: int) -> int:
     return ciphertext_size - TAG_SIZE_BYTES * count
 
 
+def largest_plaintext_within(stored_limit: int) -> int:
+    """The largest plaintext size whose stored size is at most `stored_limit` (e.g. S3's 5 GiB per PUT)."""
+    full, partial = divmod(stored_limit, SEALED_SEGMENT_SIZE_BYTES)
+    return full * SEGMENT_SIZE_BYTES + max(0, min(partial, SEALED_SEGMENT_SIZE_BYTES) - TAG_SIZE_BYTES)
+
+
 @dataclass(frozen=True)
 class SegmentSpan:
     """The stored bytes and segments that cover a plaintext range, and how to cut the range out of them."""

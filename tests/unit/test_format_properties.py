@@ -280,7 +280,7 @@ def _meta_with(header_bytes: bytes) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("offset, value", [(0, 0), (0, 2), (0, 255), (1, 0), (1, 2), (2, 15), (2, 17), (2, 20),
-                                           (3, 0x01), (3, 0x02), (3, 0x80)])
+                                           (3, 0x02), (3, 0x03), (3, 0x80)])
 def test_changed_algorithm_parameters_are_unsupported(offset, value):
     dek, header, _, _ = _store(10)
     changed = bytearray(header.encode())
@@ -291,6 +291,20 @@ def test_changed_algorithm_parameters_are_unsupported(offset, value):
     field = ("version", "suite", "segment_size_log2", "flags")[offset]
     with pytest.raises(errors.UnsupportedFormat):
         open_object_key(dek, dataclasses.replace(header, **{field: value}))
+
+
+def test_flag_bit_0_selects_the_multipart_layout_and_is_bound():
+    """Bit 0 (multipart layout, FORMAT.md §15) parses, but a one-request object's header edited to carry it has no
+    object key (UnsupportedFormat) and fails the multipart key schedule's commitment (TamperedCiphertext)."""
+    dek, header, _, _ = _store(10)
+    changed = bytearray(header.encode())
+    changed[3] = 0x01
+    parsed, _ = parse_metadata(_meta_with(bytes(changed)))
+    assert parsed.flags == 0x01
+    with pytest.raises(errors.UnsupportedFormat):
+        open_object_key(dek, parsed)
+    with pytest.raises(errors.TamperedCiphertext, match="commitment"):
+        envelope.open_multipart_keys(dek, parsed)
 
 
 @pytest.mark.parametrize("field, value", [("version", 2), ("suite", 2), ("segment_size_log2", 20), ("flags", 1)])
@@ -381,7 +395,7 @@ def test_absent_envelope_is_not_encrypted(meta):
     {"envelope-key-0": f"kms;{ARN};AAAA;extra"},
     {"envelope-key-0": f"kms;{ARN};"},  # empty blob
     {"envelope-key-0": f"KMS;{ARN};AAAA"},  # scheme must be lowercase
-    {"envelope-key-0": f"kms;;AAAA"},  # empty key id
+    {"envelope-key-0": "kms;;AAAA"},  # empty key id
     {"envelope-key-0": f"kms;{ARN};AAA="},  # padded
     {"envelope-key-0": f"kms;{ARN};AAB"},  # non-canonical base64url (spare bits set)
     {"envelope-key-0": f"kms;{ARN};A+/A"},  # standard, not url-safe, alphabet

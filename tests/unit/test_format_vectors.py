@@ -1,6 +1,7 @@
 """Published vectors (tests/vectors, produced by an independent implementation of docs/FORMAT.md), checked in both
 directions: encrypting reproduces the stored ciphertext and metadata; decrypting reproduces the plaintext; every
-negative vector fails with the expected error at the expected step."""
+negative vector fails with the expected error at the expected step. Both layouts: one-request objects (§6) and the
+multipart layout (§15)."""
 from __future__ import annotations
 
 import hashlib
@@ -15,11 +16,15 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 
 from gateway import errors
+from gateway.format import multipart as mp
 from gateway.format.envelope import (
+    FLAG_MULTIPART_LAYOUT,
     WrappedKey,
     encryption_context,
     metadata_for,
+    new_multipart_keys,
     new_object_key,
+    open_multipart_keys,
     open_object_key,
     parse_metadata,
 )
@@ -34,6 +39,7 @@ from gateway.format.sizes import (
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 POSITIVE = sorted(VECTORS.glob("v1-plaintext-*.json"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+MULTIPART = sorted(p for p in VECTORS.glob("v1-multipart-*.json") if p.stem != "v1-multipart-negative")
 
 
 def _load(name: str) -> dict:
@@ -153,11 +159,15 @@ def _apply(case: dict) -> tuple[dict[str, str], bytes, bytes]:
     return meta, dek, bytes(stored)
 
 
-def read_whole_object(meta: dict[str, str], dek: bytes, stored: bytes) -> tuple[str, bytes]:
-    """The reading order of docs/FORMAT.md. Returns the plaintext, or raises (step, error)."""
+def read_whole_object(meta: dict[str, str], dek: bytes, stored: bytes,
+                      etag_part_count: int | None = None) -> tuple[str, bytes]:
+    """The reading order of docs/FORMAT.md (§9, or §15.7 when the header has the multipart flag). Returns the
+    plaintext, or raises (step, error). etag_part_count: the `-M` of the store's ETag, None when it has none."""
     step = "metadata"
     try:
         header, _wrapped_keys = parse_metadata(meta)
+        if header.flags & FLAG_MULTIPART_LAYOUT:
+            return read_multipart_object(header, dek, stored, etag_part_count)
         step = "size"
         try:
             n = plaintext_size(len(stored))
@@ -177,6 +187,50 @@ class _Failed(Exception):
     def __init__(self, step: str, error: errors.S3Error) -> None:
         super().__init__(step, type(error).__name__)
         self.step, self.error = step, error
+
+
+def read_multipart_object(header, dek: bytes, stored: bytes, etag_part_count: int | None) -> tuple[str, bytes]:
+    """§15.7 with the gateway's functions: size from the ETag's M, commitment, the table from the last
+    table_tail_size(M) bytes (what a reader fetches), the padding, then every part's segments. Without a `-M`
+    suffix, the fallback: N from the last four bytes, and the table alone gives M and n."""
+    step = "size"
+    try:
+        m = etag_part_count
+        if m is not None:
+            try:
+                n = mp.plaintext_size(len(stored), m)
+            except ValueError:
+                raise errors.TamperedCiphertext("impossible stored size") from None
+        step = "commitment"
+        keys = open_multipart_keys(dek, header)
+        step = "table"
+        if m is None:
+            table = mp.open_trailer(keys, stored, len(stored))
+            n = table.plaintext_size
+        else:
+            tail = stored[-mp.table_tail_size(m):]
+            if mp.tail_part_count(tail) not in (m - 1, m):
+                raise errors.TamperedCiphertext("part count does not match the ETag")
+            table = mp.open_trailer(keys, tail, len(stored))
+            if table.stored_part_count != m or table.plaintext_size != n:
+                raise errors.TamperedCiphertext("part table does not match the ETag")
+        step = "padding"
+        parts_end = sum(p.stored_size for p in table.parts)
+        mp.check_padding(stored[parts_end:parts_end + mp.padding_size(table)])
+        step = "segment"
+        return step, _open_span(keys, stored, mp.covering_parts(0, n - 1, table))
+    except errors.S3Error as exc:
+        raise _Failed(step, exc) from exc
+
+
+def _open_span(keys, stored: bytes, span: mp.MultipartSpan) -> bytes:
+    out = bytearray()
+    for ps in span.parts:
+        window = stored[ps.stored_offset + ps.span.ciphertext_start:ps.stored_offset + ps.span.ciphertext_end + 1]
+        opened = open_batch(keys.part_key(ps.part.number, ps.part.salt), ps.span.first_segment, window,
+                            ps.span.final_segment, part_number=ps.part.number)
+        out += opened[ps.span.skip_bytes:ps.span.skip_bytes + ps.span.length]
+    return bytes(out)
 
 
 @pytest.mark.parametrize("case", NEGATIVE, ids=[c["name"] for c in NEGATIVE])
@@ -203,3 +257,197 @@ def test_negative_vectors_cover_every_tamper_class():
                                             bytes.fromhex(base["ciphertext"]))
         assert plaintext.hex() == base["plaintext"]
     assert SEALED_SEGMENT_SIZE_BYTES == 65552  # the offsets in v1-negative.json assume it
+
+
+# --- multipart layout (§15) -------------------------------------------------------------------------------------
+def test_the_multipart_vector_set_is_complete():
+    names = {p.stem for p in MULTIPART}
+    assert names == {"v1-multipart-2-parts-trailer-appended", "v1-multipart-3-parts-trailer-part",
+                     "v1-multipart-1-part-trailer-part", "v1-multipart-1-empty-part-trailer-appended"}
+    layouts = {json.loads(p.read_text())["stored_part_count"] - json.loads(p.read_text())["part_count"]
+               for p in MULTIPART}
+    assert layouts == {0, 1}  # the trailer appended to the last part (M = N) and a part of its own (M = N + 1)
+
+
+def _entries(v: dict) -> tuple[mp.PartEntry, ...]:
+    return tuple(mp.PartEntry(p["number"], p["plaintext_size"], bytes.fromhex(p["part_salt"])) for p in v["parts"])
+
+
+@pytest.mark.parametrize("path", MULTIPART, ids=lambda p: p.stem)
+def test_encrypting_reproduces_the_multipart_vector(path):
+    v = json.loads(path.read_text())
+    header, keys = new_multipart_keys(bytes.fromhex(v["dek"]), salt=bytes.fromhex(v["salt"]))
+    assert header.flags == FLAG_MULTIPART_LAYOUT
+    assert header.encode().hex() == v["header"]
+    assert header.bound_bytes().hex() == v["intermediate"]["header_bound_0_36"]
+    assert header.commitment.hex() == v["intermediate"]["commitment"]
+    assert metadata_for(header, _wrapped(v)) == v["metadata"]
+    plaintext = bytes.fromhex(v["plaintext"])
+    body = bytearray()
+    for p in v["parts"]:
+        chunk = plaintext[p["plaintext_offset"]:p["plaintext_offset"] + p["plaintext_size"]]
+        sealed = seal_batch(keys.part_key(p["number"], bytes.fromhex(p["part_salt"])), 0, chunk, final=True,
+                            part_number=p["number"])
+        assert sealed.hex() == p["stored"]
+        assert len(sealed) == p["stored_size"] == ciphertext_size(p["plaintext_size"])
+        body += sealed
+    table = mp.PartTable(_entries(v), v["stored_part_count"])
+    assert table.plaintext_size == v["plaintext_size"]
+    assert table.part_offsets() == [(p["plaintext_offset"], p["stored_offset"]) for p in v["parts"]]
+    assert mp.padding_size(table) == v["padding_size"]
+    assert mp.trailer_size(table) == v["trailer_size"]
+    assert mp.table_tail_size(v["part_count"]) == v["table_tail_size"]
+    trailer = mp.seal_trailer(keys, table, table_salt=bytes.fromhex(v["table_salt"]))
+    assert trailer.hex() == v["trailer"]
+    body += trailer
+    assert body.hex() == v["stored"]
+    assert len(body) == v["stored_size"] == mp.stored_size(v["plaintext_size"], v["stored_part_count"])
+    # The store's parts: copying part for part at these boundaries keeps the store's ETag, `-M` included.
+    assert table.stored_part_sizes() == [s["size"] for s in v["store_parts"]]
+    digests, at = b"", 0
+    for size in table.stored_part_sizes():
+        digests += hashlib.md5(body[at:at + size]).digest()
+        at += size
+    assert f"{hashlib.md5(digests).hexdigest()}-{v['stored_part_count']}" == v["store_etag"]
+
+
+@pytest.mark.parametrize("path", MULTIPART, ids=lambda p: p.stem)
+def test_decrypting_reproduces_the_multipart_plaintext(path):
+    v = json.loads(path.read_text())
+    header, wrapped = parse_metadata(v["metadata"])
+    assert header.encode().hex() == v["header"] and wrapped == _wrapped(v)
+    dek, stored, plaintext = bytes.fromhex(v["dek"]), bytes.fromhex(v["stored"]), bytes.fromhex(v["plaintext"])
+    m = int(v["store_etag"].rsplit("-", 1)[1])
+    assert m == v["stored_part_count"]
+    assert mp.plaintext_size(len(stored), m) == v["plaintext_size"]  # what a listing or a HEAD shows
+    assert read_whole_object(v["metadata"], dek, stored, m) == ("segment", plaintext)
+    # An ETag without `-M` (the object re-chunked around the gateway): still readable through the count.
+    assert read_whole_object(v["metadata"], dek, stored, None) == ("segment", plaintext)
+
+    keys = open_multipart_keys(dek, header)
+    table = mp.open_trailer(keys, stored[-mp.table_tail_size(m):], len(stored))
+    assert table == mp.PartTable(_entries(v), m)
+    assert mp.tail_part_count(stored) == v["part_count"]
+    # Each client part (GET ?partNumber=) and every range that starts or ends at a part or segment boundary.
+    for p in v["parts"]:
+        start, size = p["plaintext_offset"], p["plaintext_size"]
+        assert mp.part_range(table, p["number"]) == (start, start + size - 1)
+        if size:
+            assert _open_span(keys, stored, mp.covering_parts(start, start + size - 1, table)) == \
+                plaintext[start:start + size]
+    assert mp.part_range(table, 9999) is None
+    n = len(plaintext)
+    cuts = sorted({0, n} | {p["plaintext_offset"] for p in v["parts"]} | {i for i in range(0, n, 65536)})
+    points = sorted({max(0, min(n - 1, c + d)) for c in cuts for d in (-1, 0, 1)}) if n else []
+    for start in points:
+        for end in points:
+            if start <= end:
+                assert _open_span(keys, stored, mp.covering_parts(start, end, table)) == plaintext[start:end + 1]
+    # Segment by segment with the gateway, at the offsets and final indexes the vector lists.
+    for p in v["parts"]:
+        key = keys.part_key(p["number"], bytes.fromhex(p["part_salt"]))
+        final = len(p["segments"]) - 1
+        for seg in p["segments"]:
+            at = p["stored_offset"] + seg["offset_in_part"]
+            one = stored[at:at + seg["sealed_size"]]
+            assert one[-16:].hex() == seg["tag"]
+            assert open_batch(key, seg["index"], one, final, part_number=p["number"]) == \
+                plaintext[p["plaintext_offset"] + seg["index"] * 65536:][:seg["plaintext_size"]]
+
+
+@pytest.mark.parametrize("path", MULTIPART, ids=lambda p: p.stem)
+def test_multipart_intermediate_values_follow_rfc5869(path):
+    """Part keys and the table key are one-shot RFC 5869 HKDF outputs of the DEK with the object's salt, and the
+    listed keys and nonces open the parts and the table with plain AES-GCM: what an independent decryptor does."""
+    v = json.loads(path.read_text())
+    dek, salt, mid = bytes.fromhex(v["dek"]), bytes.fromhex(v["salt"]), v["intermediate"]
+    bound = bytes.fromhex(v["header"])[:36]
+    assert bound[3] == 0x01
+    assert hmac.new(salt, dek, hashlib.sha256).hexdigest() == mid["prk"]
+    assert bytes.fromhex(mid["commitment_info"]) == b"envelope-gateway/v1/commitment" + bound
+    assert HKDF(hashes.SHA256(), 32, salt, bytes.fromhex(mid["commitment_info"])).derive(dek).hex() == \
+        mid["commitment"]
+    stored = bytes.fromhex(v["stored"])
+    opened = b""
+    for p in v["parts"]:
+        info = bytes.fromhex(p["part_key_info"])
+        assert info == (b"envelope-gateway/v1/part-key" + bound + p["number"].to_bytes(4, "big")
+                        + bytes.fromhex(p["part_salt"]))
+        assert len(info) == 100
+        assert HKDF(hashes.SHA256(), 32, salt, info).derive(dek).hex() == p["part_key"]
+        assert HKDFExpand(hashes.SHA256(), 32, info).derive(bytes.fromhex(mid["prk"])).hex() == p["part_key"]
+        aead = AESGCM(bytes.fromhex(p["part_key"]))
+        for seg in p["segments"]:
+            nonce = bytes.fromhex(seg["nonce"])
+            assert nonce == (p["number"].to_bytes(4, "big") + seg["index"].to_bytes(7, "big")
+                             + bytes([seg["index"] == len(p["segments"]) - 1]))
+            at = p["stored_offset"] + seg["offset_in_part"]
+            opened += aead.decrypt(nonce, stored[at:at + seg["sealed_size"]], b"")
+    assert opened.hex() == v["plaintext"]
+    table_info = bytes.fromhex(mid["table_key_info"])
+    assert table_info == b"envelope-gateway/v1/part-table" + bound + bytes.fromhex(v["table_salt"])
+    assert HKDF(hashes.SHA256(), 32, salt, table_info).derive(dek).hex() == mid["table_key"]
+    tail = stored[-v["table_tail_size"]:]
+    assert tail[:32].hex() == v["table_salt"] and tail[32:-4].hex() == v["sealed_table"]
+    assert tail[-4:] == v["part_count"].to_bytes(4, "big") == bytes.fromhex(v["table_aad"])
+    table = AESGCM(bytes.fromhex(mid["table_key"])).decrypt(bytes.fromhex(v["table_nonce"]), tail[32:-4], tail[-4:])
+    assert table.hex() == v["table_plaintext"]
+    assert table[:12] == v["stored_part_count"].to_bytes(4, "big") + v["plaintext_size"].to_bytes(8, "big")
+    assert stored[len(stored) - v["trailer_size"]:][:v["padding_size"]] == bytes(v["padding_size"])
+
+
+MULTIPART_NEGATIVE = _load("v1-multipart-negative")["cases"]
+
+
+def _apply_multipart(case: dict) -> tuple[dict[str, str], bytes, bytes, int | None]:
+    base = _load(case["base"])
+    meta = {k: v for k, v in (base["metadata"] | case["metadata_changes"]).items() if v is not None}
+    dek = bytes.fromhex(case["dek"] or base["dek"])
+    out = bytearray(bytes.fromhex(base["stored"]))
+    for edit in case["ciphertext_edits"]:
+        op = edit["op"]
+        if op == "flip":
+            out[edit["offset"]] ^= 0x01
+        elif op == "truncate":
+            del out[edit["length"]:]
+        elif op == "delete":
+            del out[edit["start"]:edit["end"]]
+        elif op == "insert_zeros":
+            out[edit["offset"]:edit["offset"]] = bytes(edit["count"])
+        elif op == "overwrite":
+            data = bytes.fromhex(edit["hex"])
+            out[edit["offset"]:edit["offset"] + len(data)] = data
+        elif op == "splice_from":
+            out[edit["start"]:edit["end"]] = bytes.fromhex(_load(edit["vector"])["stored"])[edit["start"]:edit["end"]]
+        elif op == "swap":
+            (a0, a1), (b0, b1) = edit["a"], edit["b"]
+            out = out[:a0] + out[b0:b1] + out[a1:b0] + out[a0:a1] + out[b1:]
+        else:
+            raise AssertionError(f"unknown edit {op}")
+    return meta, dek, bytes(out), case["etag_part_count"]
+
+
+@pytest.mark.parametrize("case", MULTIPART_NEGATIVE, ids=[c["name"] for c in MULTIPART_NEGATIVE])
+def test_multipart_negative_vector_fails_as_specified(case):
+    meta, dek, stored, m = _apply_multipart(case)
+    with pytest.raises(_Failed) as failed:
+        read_whole_object(meta, dek, stored, m)
+    assert type(failed.value.error).__name__ == case["error"]
+    assert failed.value.step == case["detected_by"]
+    assert dek.hex() not in str(failed.value.error) and dek.hex() not in repr(failed.value.error)
+
+
+def test_multipart_negative_vectors_cover_every_tamper_class():
+    names = {c["name"] for c in MULTIPART_NEGATIVE}
+    for needed in ("swap-parts", "part-truncated-by-a-segment", "part-truncated-by-a-segment-size-kept",
+                   "part-dropped", "part-dropped-size-kept", "part-from-another-upload-of-the-same-number",
+                   "flip-padding-byte", "flip-sealed-table-byte", "flip-part-count", "etag-part-count-impossible",
+                   "etag-part-count-possible-but-wrong", "etag-without-part-count-and-a-byte-appended",
+                   "wrong-data-key", "header-flags-cleared"):
+        assert needed in names
+    assert {c["detected_by"] for c in MULTIPART_NEGATIVE} == {"metadata", "size", "commitment", "table", "padding",
+                                                               "segment"}
+    for name in {c["base"] for c in MULTIPART_NEGATIVE}:
+        base = _load(name)
+        assert read_whole_object(base["metadata"], bytes.fromhex(base["dek"]), bytes.fromhex(base["stored"]),
+                                 base["stored_part_count"])[1].hex() == base["plaintext"]

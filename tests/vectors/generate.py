@@ -170,8 +170,9 @@ def negative(vectors: dict[str, dict]) -> dict:
         ("header-suite-2", big, [], {"envelope-header": _header_b64(base, suite=2)}, None, unsupported, "metadata"),
         ("header-segment-size-2^20", big, [], {"envelope-header": _header_b64(base, segment_size_log2=20)}, None,
          unsupported, "metadata"),
-        ("header-flag-multipart", big, [], {"envelope-header": _header_b64(base, flags=1)}, None, unsupported,
-         "metadata"),
+        # Bit 0 selects the multipart layout (FORMAT.md §15); flags are bound into the commitment.
+        ("header-flag-multipart", big, [], {"envelope-header": _header_b64(base, flags=1)}, None, tampered,
+         "commitment"),
         ("header-flag-unknown", big, [], {"envelope-header": _header_b64(base, flags=0x80)}, None, unsupported,
          "metadata"),
         ("header-salt-changed", big, [], {"envelope-header": _header_b64(base, salt_xor0=1)}, None, tampered,
@@ -208,11 +209,376 @@ def negative(vectors: dict[str, dict]) -> dict:
     }
 
 
+# --- multipart layout (docs/FORMAT.md §15) ---------------------------------------------------------------------
+MP_FLAGS = 0x01
+PART_KEY_LABEL = b"envelope-gateway/v1/part-key"
+TABLE_KEY_LABEL = b"envelope-gateway/v1/part-table"
+TABLE_NONCE = bytes(11) + b"\x01"
+ENTRY = 4 + 8 + 32  # be32(number) ‖ be64(size) ‖ part salt
+TRAILER_FIXED = 32 + 12 + T + 4  # table salt ‖ table head (be32 M ‖ be64 n) ‖ tag ‖ be32(N)
+MAX_PARTS = 10000
+
+# name → ([(client part number, plaintext size)], trailer in a store part of its own?). The sizes are far below
+# S3's 5 MiB minimum for a non-last part, to keep the files small: the format does not depend on that minimum.
+MULTIPART_LAYOUTS = {
+    "2-parts-trailer-appended": ([(1, S + 1), (2, 3)], False),
+    "3-parts-trailer-part": ([(1, S), (2, 70000), (5, 0)], True),
+    "1-part-trailer-part": ([(1, 1)], True),
+    "1-empty-part-trailer-appended": ([(1, 0)], False),
+}
+
+
+def mp_stored_size(n: int, m: int) -> int:
+    return n + T * (n // S) + (T + ENTRY) * m + TRAILER_FIXED
+
+
+def seal_part(part_key: bytes, number: int, plaintext: bytes) -> tuple[bytes, list[dict]]:
+    aead = AESGCM(part_key)
+    k = max(1, -(-len(plaintext) // S))
+    sealed, segments = [], []
+    for i in range(k):
+        chunk = plaintext[i * S:(i + 1) * S]
+        nce = nonce(number, i, i == k - 1)
+        ct = aead.encrypt(nce, chunk, b"")
+        sealed.append(ct)
+        segments.append({"index": i, "nonce": nce.hex(), "plaintext_size": len(chunk), "sealed_size": len(ct),
+                         "offset_in_part": i * SEALED, "tag": ct[-T:].hex()})
+    return b"".join(sealed), segments
+
+
+def multipart(name: str, layout: list[tuple[int, int]], trailer_part: bool) -> tuple[str, dict]:
+    name = f"v1-multipart-{name}"
+    salt = salt_for(name)
+    bound = bytes([VERSION, SUITE, SEG_LOG2, MP_FLAGS]) + salt
+    prk = hkdf_extract(salt, DEK)
+    commitment_info = COMMITMENT_LABEL + bound
+    commitment = hkdf_expand_32(prk, commitment_info)
+    header = bound + commitment
+    n = sum(size for _, size in layout)
+    plaintext = plaintext_for(n)
+    count, stored_count = len(layout), len(layout) + (1 if trailer_part else 0)
+
+    parts, bodies, entries = [], [], []
+    plain_at = stored_at = 0
+    for number, size in layout:
+        part_salt = salt_for(f"{name} part {number}")
+        info = PART_KEY_LABEL + bound + struct.pack(">I", number) + part_salt
+        part_key = hkdf_expand_32(prk, info)
+        body, segments = seal_part(part_key, number, plaintext[plain_at:plain_at + size])
+        parts.append({"number": number, "plaintext_size": size, "plaintext_offset": plain_at,
+                      "part_salt": part_salt.hex(), "part_key_info": info.hex(), "part_key": part_key.hex(),
+                      "stored_offset": stored_at, "stored_size": len(body), "segments": segments,
+                      "stored": body.hex()})
+        bodies.append(body)
+        entries.append(struct.pack(">IQ", number, size) + part_salt)
+        plain_at, stored_at = plain_at + size, stored_at + len(body)
+
+    table = struct.pack(">IQ", stored_count, n) + b"".join(entries)
+    table_salt = salt_for(f"{name} table")
+    table_info = TABLE_KEY_LABEL + bound + table_salt
+    table_key = hkdf_expand_32(prk, table_info)
+    count_bytes = struct.pack(">I", count)
+    sealed_table = AESGCM(table_key).encrypt(TABLE_NONCE, table, count_bytes)
+    size = mp_stored_size(n, stored_count)
+    tail = table_salt + sealed_table + count_bytes
+    assert len(tail) == TRAILER_FIXED + ENTRY * count
+    padding = size - stored_at - len(tail)
+    assert padding >= 0
+    trailer = bytes(padding) + tail
+    body = b"".join(bodies) + trailer
+    assert len(body) == size
+
+    # The parts as the store holds them: the trailer appended to the last client part (M = N), or a store part
+    # of its own numbered after the last client part (M = N + 1).
+    store = [{"part_number": p["number"], "size": p["stored_size"], "holds": f"client part {p['number']}"}
+             for p in parts]
+    if trailer_part:
+        store.append({"part_number": parts[-1]["number"] + 1, "size": len(trailer), "holds": "the trailer"})
+    else:
+        store[-1]["size"] += len(trailer)
+        store[-1]["holds"] += " and the trailer"
+    at = 0
+    for entry in store:
+        entry["stored_offset"] = at
+        at += entry["size"]
+    # What AWS S3 reports for these parts (MD5 of the part MD5s, then "-M"); only the suffix matters to readers.
+    digests = b"".join(hashlib.md5(body[e["stored_offset"]:e["stored_offset"] + e["size"]]).digest()
+                       for e in store)
+    etag = f"{hashlib.md5(digests).hexdigest()}-{stored_count}"
+
+    wrapped = f"kms;{KMS_KEY_ARN};{b64url(FAKE_BLOB)}"
+    layout_text = ", ".join(f"part {number}: {size} bytes" for number, size in layout)
+    placement = "is a store part of its own" if trailer_part else "is appended to the last part"
+    return name, {
+        "name": name,
+        "description": (f"Format v1, multipart layout (header flags 0x01): {layout_text}; "
+                        f"the trailer {placement} (M = {'N + 1' if trailer_part else 'N'}). plaintext[i] = i mod 251 over the whole object. "
+                        "Part sizes are far below S3's 5 MiB minimum to keep the file small."),
+        "dek": DEK.hex(),
+        "salt": salt.hex(),
+        "bucket": BUCKET,
+        "key": KEY,
+        "encryption_context": {"envelope-gateway:bucket": BUCKET, "envelope-gateway:key": KEY},
+        "wrapped_keys": [{"scheme": "kms", "key_id": KMS_KEY_ARN, "blob": FAKE_BLOB.hex(),
+                          "note": "not a real KMS CiphertextBlob; shows the encoding only"}],
+        "intermediate": {
+            "header_bound_0_36": bound.hex(),
+            "prk": prk.hex(),
+            "commitment_info": commitment_info.hex(),
+            "commitment": commitment.hex(),
+            "table_key_info": table_info.hex(),
+            "table_key": table_key.hex(),
+        },
+        "header": header.hex(),
+        "metadata": {"envelope-header": b64url(header), "envelope-key-0": wrapped},
+        "plaintext_size": n,
+        "part_count": count,
+        "stored_part_count": stored_count,
+        "parts": parts,
+        "table_salt": table_salt.hex(),
+        "table_nonce": TABLE_NONCE.hex(),
+        "table_aad": count_bytes.hex(),
+        "table_plaintext": table.hex(),
+        "sealed_table": sealed_table.hex(),
+        "padding_size": padding,
+        "trailer_size": len(trailer),
+        "trailer": trailer.hex(),
+        "table_tail_size": len(tail),
+        "stored_size": size,
+        "store_parts": store,
+        "store_etag": etag,
+        "plaintext": plaintext.hex(),
+        "stored": body.hex(),
+    }
+
+
+class Refused(Exception):
+    def __init__(self, stage: str, error: str) -> None:
+        super().__init__(stage, error)
+        self.stage, self.error = stage, error
+
+
+def read_object(meta: dict, dek: bytes, stored: bytes, etag_part_count: int | None) -> bytes:
+    """An independent whole-object reader in the order of docs/FORMAT.md §9 / §15.7, used to check that every
+    negative multipart vector fails where it says. etag_part_count is the `-M` of the store's ETag (None: none)."""
+    tampered = "TamperedCiphertext"
+    if "envelope-header" not in meta:
+        raise Refused("metadata", tampered if "envelope-key-0" in meta else "NotEncrypted")
+    text = meta["envelope-header"]
+    header = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if b64url(header) != text or len(header) != 68:
+        raise Refused("metadata", tampered)
+    if header[0] != VERSION or header[1] != SUITE or header[2] != SEG_LOG2 or header[3] & ~MP_FLAGS:
+        raise Refused("metadata", "UnsupportedFormat")
+    bound, c = header[:36], len(stored)
+    multipart_layout = bool(header[3] & MP_FLAGS)
+    m = etag_part_count
+    if multipart_layout and m is not None:
+        rest = c - (T + ENTRY) * m - TRAILER_FIXED
+        if not (1 <= m <= MAX_PARTS and rest >= 0 and rest % SEALED < S):
+            raise Refused("size", tampered)
+    else:
+        k = -(-c // SEALED)
+        last = c - (k - 1) * SEALED
+        if c < T or last < T or (k > 1 and last == T):
+            raise Refused("size", tampered)
+    prk = hkdf_extract(header[4:36], dek)
+    if not hmac.compare_digest(hkdf_expand_32(prk, COMMITMENT_LABEL + bound), header[36:]):
+        raise Refused("commitment", tampered)
+    if not multipart_layout:
+        aead = AESGCM(hkdf_expand_32(prk, DATA_KEY_LABEL + bound))
+        try:
+            return b"".join(aead.decrypt(nonce(0, i, i == k - 1), stored[i * SEALED:(i + 1) * SEALED], b"")
+                            for i in range(k))
+        except Exception:
+            raise Refused("segment", tampered) from None
+
+    # N from the last four bytes; with the ETag's M it must be M or M - 1. Without a `-M` suffix the table
+    # alone gives M (a fallback: listings cannot show such an object's size).
+    count = struct.unpack(">I", stored[-4:])[0] if c >= 4 else 0
+    if not 1 <= count <= MAX_PARTS or (m is not None and count not in (m - 1, m)) \
+            or TRAILER_FIXED + ENTRY * count > c:
+        raise Refused("table", tampered)
+    tail = stored[-(TRAILER_FIXED + ENTRY * count):]
+    table_salt, count_bytes = tail[:32], tail[-4:]
+    try:
+        table = AESGCM(hkdf_expand_32(prk, TABLE_KEY_LABEL + bound + table_salt)).decrypt(
+            TABLE_NONCE, tail[32:-4], count_bytes)
+    except Exception:
+        raise Refused("table", tampered) from None
+    table_m, n = struct.unpack(">IQ", table[:12])
+    entries = [struct.unpack(">IQ32s", table[12 + i * ENTRY:12 + (i + 1) * ENTRY]) for i in range(count)]
+    numbers = [e[0] for e in entries]
+    if (table_m != (m if m is not None else table_m) or table_m not in (count, count + 1)
+            or sum(e[1] for e in entries) != n or mp_stored_size(n, table_m) != c
+            or numbers != sorted(set(numbers)) or not 1 <= numbers[0] <= numbers[-1] <= MAX_PARTS):
+        raise Refused("table", tampered)
+    parts_end = sum(size + T * max(1, -(-size // S)) for _, size, _ in entries)
+    if any(stored[parts_end:c - len(tail)]):
+        raise Refused("padding", tampered)
+    out, at = [], 0
+    for number, size, part_salt in entries:
+        aead = AESGCM(hkdf_expand_32(prk, PART_KEY_LABEL + bound + struct.pack(">I", number) + part_salt))
+        k = max(1, -(-size // S))
+        sealed_size = size + T * k
+        part = stored[at:at + sealed_size]
+        try:
+            out += [aead.decrypt(nonce(number, i, i == k - 1), part[i * SEALED:(i + 1) * SEALED], b"")
+                    for i in range(k)]
+        except Exception:
+            raise Refused("segment", tampered) from None
+        at += sealed_size
+    return b"".join(out)
+
+
+def apply_edits(stored: bytes, edits: list[dict], vectors: dict[str, dict]) -> bytes:
+    out = bytearray(stored)
+    for edit in edits:
+        op = edit["op"]
+        if op == "flip":
+            out[edit["offset"]] ^= 0x01
+        elif op == "truncate":
+            del out[edit["length"]:]
+        elif op == "delete":
+            del out[edit["start"]:edit["end"]]
+        elif op == "insert_zeros":
+            out[edit["offset"]:edit["offset"]] = bytes(edit["count"])
+        elif op == "overwrite":
+            data = bytes.fromhex(edit["hex"])
+            out[edit["offset"]:edit["offset"] + len(data)] = data
+        elif op == "splice_from":
+            out[edit["start"]:edit["end"]] = bytes.fromhex(vectors[edit["vector"]]["stored"])[edit["start"]:edit["end"]]
+        elif op == "swap":
+            (a0, a1), (b0, b1) = edit["a"], edit["b"]
+            assert a1 <= b0
+            out = out[:a0] + out[b0:b1] + out[a1:b0] + out[a0:a1] + out[b1:]
+        else:
+            raise AssertionError(op)
+    return bytes(out)
+
+
+def multipart_negative(vectors: dict[str, dict]) -> dict:
+    two, three, one = ("v1-multipart-2-parts-trailer-appended", "v1-multipart-3-parts-trailer-part",
+                       "v1-multipart-1-part-trailer-part")
+    v2, v3, v1 = vectors[two], vectors[three], vectors[one]
+    tampered = "TamperedCiphertext"
+
+    def part(vector: dict, index: int) -> tuple[int, int]:
+        p = vector["parts"][index]
+        return p["stored_offset"], p["stored_offset"] + p["stored_size"]
+
+    def padding_at(vector: dict) -> int:
+        return vector["stored_size"] - vector["trailer_size"]
+
+    def tail_at(vector: dict) -> int:
+        return vector["stored_size"] - vector["table_tail_size"]
+
+    # Part 2 of `two` uploaded a second time (same number, same plaintext, a new part salt): a valid part of the
+    # same upload, but the table names the other upload's salt.
+    reupload_salt = salt_for(f"{two} part 2 upload 2")
+    bound = bytes.fromhex(v2["intermediate"]["header_bound_0_36"])
+    reupload_key = hkdf_expand_32(bytes.fromhex(v2["intermediate"]["prk"]),
+                                  PART_KEY_LABEL + bound + struct.pack(">I", 2) + reupload_salt)
+    p2 = v2["parts"][1]
+    reupload, _ = seal_part(reupload_key, 2, bytes.fromhex(v2["plaintext"])[p2["plaintext_offset"]:])
+    assert len(reupload) == p2["stored_size"]
+
+    p3_2 = v3["parts"][1]  # 70000 bytes: two segments, 65552 + 4480 stored
+    last_seg = p3_2["stored_offset"] + p3_2["segments"][1]["offset_in_part"]
+    cases = [
+        ("swap-parts", two, [{"op": "swap", "a": list(part(v2, 0)), "b": list(part(v2, 1))}], {}, None, None,
+         "segment"),
+        ("part-truncated-by-a-segment", three, [{"op": "delete", "start": last_seg, "end": part(v3, 1)[1]}], {},
+         None, None, "size"),
+        ("part-truncated-by-a-segment-size-kept", three,
+         [{"op": "delete", "start": last_seg, "end": part(v3, 1)[1]},
+          {"op": "insert_zeros", "offset": tail_at(v3) - (part(v3, 1)[1] - last_seg), "count":
+           part(v3, 1)[1] - last_seg}], {}, None, None, "segment"),
+        ("part-dropped", three, [{"op": "delete", "start": part(v3, 2)[0], "end": part(v3, 2)[1]}], {}, None,
+         None, "table"),
+        ("part-dropped-size-kept", three,
+         [{"op": "delete", "start": part(v3, 2)[0], "end": part(v3, 2)[1]},
+          {"op": "insert_zeros", "offset": tail_at(v3) - (part(v3, 2)[1] - part(v3, 2)[0]),
+           "count": part(v3, 2)[1] - part(v3, 2)[0]}], {}, None, None, "segment"),
+        ("part-from-another-upload-of-the-same-number", two,
+         [{"op": "overwrite", "offset": p2["stored_offset"], "hex": reupload.hex()}], {}, None, None, "segment"),
+        ("segment-from-another-object", two, [{"op": "splice_from", "vector": three, "start": 0, "end": SEALED}],
+         {}, None, None, "segment"),
+        ("flip-part-byte", two, [{"op": "flip", "offset": 100}], {}, None, None, "segment"),
+        ("flip-padding-byte", three, [{"op": "flip", "offset": padding_at(v3) + 3}], {}, None, None, "padding"),
+        ("flip-padding-byte-1-part", one, [{"op": "flip", "offset": padding_at(v1)}], {}, None, None, "padding"),
+        ("flip-table-salt-byte", two, [{"op": "flip", "offset": tail_at(v2)}], {}, None, None, "table"),
+        ("flip-sealed-table-byte", three, [{"op": "flip", "offset": tail_at(v3) + 40}], {}, None, None, "table"),
+        ("flip-table-tag-byte", one, [{"op": "flip", "offset": v1["stored_size"] - 5}], {}, None, None, "table"),
+        ("flip-part-count", two, [{"op": "flip", "offset": v2["stored_size"] - 1}], {}, None, None, "table"),
+        ("flip-part-count-3-to-2", three, [{"op": "flip", "offset": v3["stored_size"] - 1}], {}, None, None,
+         "table"),
+        # N = 4 = M passes the count check; the sealed table is then looked for 44 bytes too early.
+        ("part-count-set-to-m", three, [{"op": "overwrite", "offset": v3["stored_size"] - 4, "hex": "00000004"}],
+         {}, None, None, "table"),
+        ("append-a-byte", one, [{"op": "insert_zeros", "offset": v1["stored_size"], "count": 1}], {}, None, None,
+         "table"),
+        ("append-a-sealed-segment", two, [{"op": "insert_zeros", "offset": v2["stored_size"], "count": SEALED}],
+         {}, None, None, "table"),
+        ("truncate-last-byte", one, [{"op": "truncate", "length": v1["stored_size"] - 1}], {}, None, None, "table"),
+        ("etag-part-count-impossible", one, [], {}, None, 3, "size"),
+        ("etag-part-count-possible-but-wrong", one, [], {}, None, 1, "table"),
+        # Without a `-M` the reader falls back to the count, and then the table must match the stored size.
+        ("etag-without-part-count-and-a-byte-appended", one,
+         [{"op": "insert_zeros", "offset": v1["stored_size"] - 4, "count": 1}], {}, None, "none", "table"),
+        ("wrong-data-key", two, [], {}, bytes(32).hex(), None, "commitment"),
+        ("header-flags-cleared", three, [], {"envelope-header": _header_b64(v3, flags=0)}, None, None,
+         "commitment"),
+        ("header-flags-unknown-bit", three, [], {"envelope-header": _header_b64(v3, flags=0x03)}, None, None,
+         "metadata"),
+        ("header-from-another-multipart-object", two, [],
+         {"envelope-header": v3["metadata"]["envelope-header"]}, None, None, "table"),
+    ]
+    out = []
+    for name, base, edits, metadata, dek, etag_m, stage in cases:
+        vector = vectors[base]
+        meta = {k: v for k, v in (vector["metadata"] | metadata).items() if v is not None}
+        m = None if etag_m == "none" else (etag_m or vector["stored_part_count"])
+        try:
+            read_object(meta, bytes.fromhex(dek or vector["dek"]), apply_edits(bytes.fromhex(vector["stored"]),
+                                                                                edits, vectors), m)
+        except Refused as refused:
+            assert (refused.stage, refused.error) == (stage, tampered if stage != "metadata" else refused.error), \
+                (name, refused.stage, stage)
+            error = refused.error
+        else:
+            raise AssertionError(f"negative vector {name} reads")
+        out.append({"name": name, "base": base, "ciphertext_edits": edits, "metadata_changes": metadata,
+                    "dek": dek, "etag_part_count": m, "error": error, "detected_by": stage})
+    for name in (two, three, one):
+        v = vectors[name]
+        for m in (v["stored_part_count"], None):  # with the ETag's M, and by the fallback without it
+            assert read_object(v["metadata"], DEK, bytes.fromhex(v["stored"]), m).hex() == v["plaintext"]
+    return {
+        "description": ("Tampered multipart-layout objects. Start from the base vector's metadata, data key and "
+                        "stored body; apply metadata_changes, use dek if not null, apply ciphertext_edits in order "
+                        "(flip: xor 0x01 into the byte at offset; truncate: keep the first length bytes; delete: "
+                        "remove bytes [start, end); insert_zeros: insert count zero bytes before offset; overwrite: "
+                        "write the bytes hex at offset; splice_from: overwrite bytes [start, end) with the same "
+                        "range of another vector's stored body; swap: exchange the byte ranges a = [start, end) "
+                        "and b (a before b, lengths may differ)). etag_part_count is the M of the store's ETag "
+                        "suffix `-M` (null: the ETag has no suffix, and the reader takes N from the last four bytes "
+                        "instead). Reading the whole object must then fail with "
+                        "error; detected_by names the first check that fails in the reading order of "
+                        "docs/FORMAT.md §15.7 (metadata, size, commitment, table, padding, segment)."),
+        "cases": out,
+    }
+
+
 def build() -> dict[str, str]:
     """File name → exact file content."""
     vectors = dict(positive(n) for n in SIZES)
     files = {f"{name}.json": _dump(vector) for name, vector in vectors.items()}
     files["v1-negative.json"] = _dump(negative(vectors))
+    mp_vectors = dict(multipart(name, layout, trailer_part)
+                      for name, (layout, trailer_part) in MULTIPART_LAYOUTS.items())
+    files |= {f"{name}.json": _dump(vector) for name, vector in mp_vectors.items()}
+    files["v1-multipart-negative.json"] = _dump(multipart_negative(mp_vectors))
     return files
 
 
