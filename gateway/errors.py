@@ -76,6 +76,37 @@ class InvalidRange(S3Error):
     code, status, default_message = "InvalidRange", 416, "The requested range is not satisfiable"
 
 
+class EntityTooSmall(S3Error):
+    code, status = "EntityTooSmall", 400
+    default_message = "Your proposed upload is smaller than the minimum allowed object size."
+
+
+class InvalidPart(S3Error):
+    code, status = "InvalidPart", 400
+    default_message = ("One or more of the specified parts could not be found. The part might not have been "
+                       "uploaded, or the specified entity tag might not have matched the part's entity tag.")
+
+
+class InvalidPartOrder(S3Error):
+    code, status = "InvalidPartOrder", 400
+    default_message = "The list of parts was not in ascending order. Parts must be ordered by part number."
+
+
+class NoSuchUpload(S3Error):
+    code, status = "NoSuchUpload", 404
+    default_message = ("The specified upload does not exist. The upload ID may be invalid, or the upload may have "
+                       "been aborted or completed.")
+
+
+class PreconditionFailed(S3Error):
+    code, status = "PreconditionFailed", 412
+    default_message = "At least one of the pre-conditions you specified did not hold"
+
+
+class NoSuchKey(S3Error):
+    code, status, default_message = "NoSuchKey", 404, "The specified key does not exist."
+
+
 class InvalidPartNumber(S3Error):
     code, status, default_message = "InvalidPartNumber", 416, "The requested partnumber is not satisfiable"
 

@@ -21,6 +21,7 @@ from gateway.proxy.app import build_app
 from gateway.proxy.context import Gateway
 from gateway.proxy.health import Readiness
 from gateway.proxy.pool import CryptoPool
+from gateway.proxy.uploadstate import UploadStates
 from gateway.proxy.upstream import CredentialSource, SdkCredentials, Upstream
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ async def run(settings: Settings, overrides: Overrides | None = None,
                       region=_region(settings.kms.region or settings.upstream.region),
                       session=overrides.kms_session)
     pool = CryptoPool(settings.crypto.workers or effective_cpu_count(), metrics)
-    gw = Gateway(upstream=upstream, keys=keys, pool=pool, metrics=metrics,
+    gw = Gateway(upstream=upstream, keys=keys, pool=pool, metrics=metrics, uploads=UploadStates(upstream, keys),
                  client_secrets={c.access_key_id: c.secret_access_key.get_secret_value() for c in settings.clients},
                  virtual_host_domains=tuple(settings.virtual_host_domains),
                  batch_bytes=settings.crypto.batch_bytes,

@@ -72,6 +72,22 @@ class KeyService:
                                     KeyId=trusted, EncryptionContext=dict(context))
         return response["Plaintext"]
 
+    async def rewrap(self, wrapped: list[WrappedKey], source: Mapping[str, str], destination: Mapping[str, str],
+                     principal: str) -> WrappedKey:
+        """The data key wrapped for another encryption context (a copy under a new name), by KMS ReEncrypt:
+        the plaintext key never leaves KMS. Only a copy wrapped by the configured key is accepted (see unwrap)."""
+        trusted = await self.trusted_arn()
+        usable = [w for w in wrapped if w.scheme == KMS_SCHEME and w.key_id == trusted]
+        if not usable:
+            audit("ReEncrypt", "untrusted_key", principal=principal, **_object(source),
+                  kms_key_id=[w.key_id for w in wrapped])
+            raise errors.UnsupportedFormat("The object's data key is not wrapped by this gateway's KMS key.")
+        response = await self._call("ReEncrypt", _Audit(principal, destination, trusted),
+                                    CiphertextBlob=usable[0].blob, SourceKeyId=trusted,
+                                    SourceEncryptionContext=dict(source), DestinationKeyId=self._key_id,
+                                    DestinationEncryptionContext=dict(destination))
+        return WrappedKey(KMS_SCHEME, response["KeyId"], response["CiphertextBlob"])
+
     async def trusted_arn(self) -> str:
         """The ARN of the configured key (which may be given as an alias), resolved once."""
         if self._trusted_arn is None:
@@ -81,7 +97,7 @@ class KeyService:
 
     async def _call(self, operation: str, audited: _Audit | None, **params: Any) -> dict[str, Any]:
         method = {"GenerateDataKey": self._client.generate_data_key, "Decrypt": self._client.decrypt,
-                  "DescribeKey": self._client.describe_key}[operation]
+                  "ReEncrypt": self._client.re_encrypt, "DescribeKey": self._client.describe_key}[operation]
         started = time.perf_counter()
         outcome = "ok"
         try:

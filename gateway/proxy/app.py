@@ -12,9 +12,13 @@ from gateway import errors
 from gateway.observability.logs import upstream_request_id
 from gateway.proxy.context import Gateway
 from gateway.proxy.download import get_object
-from gateway.proxy.passthrough import list_objects, pass_through
+from gateway.proxy.copy import copy_object
+from gateway.proxy.multipart import (abort_multipart_upload, complete_multipart_upload, create_multipart_upload,
+                                     list_parts, upload_part, upload_part_copy)
+from gateway.proxy.passthrough import delete_bucket, list_objects, pass_through
 from gateway.proxy.responses import ABORTED, error_response
 from gateway.proxy.upload import put_object
+from gateway.proxy.uploadstate import is_reserved_key
 from gateway.s3.addressing import Target, parse_query, resolve
 from gateway.s3.operations import Handling, classify
 from gateway.s3.sigv2 import is_presigned_v2, verify_presigned_v2
@@ -79,14 +83,31 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     request[_OPERATION] = operation.name
     if operation.handling is Handling.REFUSE:
         raise operation.error or errors.NotImplementedS3()
-    if operation.handling is Handling.PUT_OBJECT:
-        return await put_object(gw, request, target, verified)
+    if is_reserved_key(target.key):
+        # The gateway's own records of in-progress uploads (wrapped keys, part salts): not the clients' to
+        # read, overwrite or delete.
+        raise errors.AccessDenied("This key name is reserved by the encryption gateway.")
+    handler = _HANDLERS.get(operation.handling)
+    if handler is not None:
+        return await handler(gw, request, target, verified)
     if operation.handling in (Handling.GET_OBJECT, Handling.HEAD_OBJECT):
         return await get_object(gw, request, target, verified.access_key_id,
                                 head=operation.handling is Handling.HEAD_OBJECT)
-    if operation.handling is Handling.LIST_OBJECTS:
-        return await list_objects(gw, request, target, verified)
     return await pass_through(gw, request, target, verified, operation)
+
+
+_HANDLERS = {
+    Handling.PUT_OBJECT: put_object,
+    Handling.LIST_OBJECTS: list_objects,
+    Handling.CREATE_MULTIPART: create_multipart_upload,
+    Handling.UPLOAD_PART: upload_part,
+    Handling.COMPLETE_MULTIPART: complete_multipart_upload,
+    Handling.ABORT_MULTIPART: abort_multipart_upload,
+    Handling.LIST_PARTS: list_parts,
+    Handling.UPLOAD_PART_COPY: upload_part_copy,
+    Handling.COPY_OBJECT: copy_object,
+    Handling.DELETE_BUCKET: delete_bucket,
+}
 
 
 @web.middleware

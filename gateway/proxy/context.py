@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from gateway.keys.kms import KeyService
 from gateway.observability.metrics import Metrics
 from gateway.proxy.pool import CryptoPool
+from gateway.proxy.uploadstate import UploadStates
 from gateway.proxy.upstream import Upstream
 
 
@@ -15,6 +16,7 @@ class Gateway:
     keys: KeyService
     pool: CryptoPool
     metrics: Metrics
+    uploads: UploadStates
     client_secrets: dict[str, str] = field(repr=False)
     virtual_host_domains: tuple[str, ...] = ()
     batch_bytes: int = 1 << 20

@@ -9,15 +9,17 @@ import aiohttp
 from aiohttp import web
 
 from gateway import errors
+from gateway.format import multipart
 from gateway.format.sizes import plaintext_size
 from gateway.proxy.body import ClientBody
 from gateway.proxy.context import Gateway
 from gateway.proxy.headers import client_response_headers, forwardable_request_headers
 from gateway.proxy.responses import abort, relay_upstream_error
+from gateway.proxy.uploadstate import is_reserved_key
 from gateway.s3.addressing import Target
 from gateway.s3.operations import Operation
 from gateway.s3.sigv4 import VerifiedRequest
-from gateway.s3.xml import rewrite_listing
+from gateway.s3.xml import parse_error, rewrite_listing
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +30,7 @@ MAX_CONTROL_BODY_BYTES = 4 * 1024 * 1024
 MAX_LISTING_BYTES = 32 * 1024 * 1024
 
 
-async def _read_control_body(request: web.Request, verified: VerifiedRequest) -> bytes:
+async def read_control_body(request: web.Request, verified: VerifiedRequest) -> bytes:
     body = ClientBody(request, verified)
     if body.length > MAX_CONTROL_BODY_BYTES:
         raise errors.EntityTooLarge(f"Request bodies of this operation are limited to {MAX_CONTROL_BODY_BYTES} bytes.")
@@ -42,7 +44,7 @@ async def _read_control_body(request: web.Request, verified: VerifiedRequest) ->
 
 async def pass_through(gw: Gateway, request: web.Request, target: Target, verified: VerifiedRequest,
                        operation: Operation) -> web.StreamResponse:
-    data = await _read_control_body(request, verified)
+    data = await read_control_body(request, verified)
     headers = forwardable_request_headers(request.headers.items())
     if data:
         # Client checksums were verified and stripped; operations that require an integrity header
@@ -68,16 +70,48 @@ async def pass_through(gw: Gateway, request: web.Request, target: Target, verifi
         return stream
 
 
-def _listed_size(stored: int) -> int | None:
+async def delete_bucket(gw: Gateway, request: web.Request, target: Target, verified: VerifiedRequest
+                        ) -> web.Response:
+    """DeleteBucket; a bucket that holds nothing but the gateway's records of abandoned multipart uploads looks
+    empty to clients, so it must delete: the records go (and their uploads are aborted), then the bucket."""
+    assert target.bucket is not None
+    await read_control_body(request, verified)
+    headers = forwardable_request_headers(request.headers.items())
+    for attempt in (1, 2):
+        response = await gw.upstream.request("DELETE", target.bucket, None, target.query, headers)
+        async with response:
+            out = client_response_headers(response.headers)
+            if response.status < 300:
+                return web.Response(status=response.status, headers=out)
+            if response.status != 409 or attempt == 2:
+                return await relay_upstream_error(response)
+            body = await response.content.read(64 * 1024)
+        error = parse_error(body)
+        if error is None or error[0] != "BucketNotEmpty" or not await gw.uploads.only_records_left(target.bucket):
+            return web.Response(status=409, body=body, headers=out)
+        await gw.uploads.forget_bucket(target.bucket)
+    raise AssertionError("unreachable")
+
+
+def listed_size(stored: int, etag: str) -> int | None:
+    """The plaintext size of a listed object from its stored size and ETag alone (no request per key): a
+    multipart ETag (`…-M`) selects the multipart layout's arithmetic with M stored parts."""
     try:
-        return plaintext_size(stored)
+        parts = multipart_part_count(etag)
+        return plaintext_size(stored) if parts is None else multipart.plaintext_size(stored, parts)
     except ValueError:
         return None  # not a size this format can produce: shown as stored rather than guessed
 
 
+def multipart_part_count(etag: str) -> int | None:
+    """M of a multipart ETag `"<hex>-M"`, or None for any other ETag."""
+    _, dash, count = etag.strip().strip('"').rpartition("-")
+    return int(count) if dash and count.isascii() and count.isdigit() and count[0] != "0" else None
+
+
 async def list_objects(gw: Gateway, request: web.Request, target: Target, verified: VerifiedRequest
                        ) -> web.StreamResponse:
-    await _read_control_body(request, verified)
+    await read_control_body(request, verified)
     headers = forwardable_request_headers(request.headers.items())
     response = await gw.upstream.request("GET", target.bucket, None, target.query, headers)
     async with response:
@@ -85,7 +119,7 @@ async def list_objects(gw: Gateway, request: web.Request, target: Target, verifi
             return await relay_upstream_error(response)
         body = await _read_limited(response, MAX_LISTING_BYTES)
         out = client_response_headers(response.headers)
-        return web.Response(status=200, body=rewrite_listing(body, _listed_size), headers=out)
+        return web.Response(status=200, body=rewrite_listing(body, listed_size, is_reserved_key), headers=out)
 
 
 async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:

@@ -6,7 +6,8 @@ from aiohttp import web
 
 from gateway import errors
 from gateway.proxy.headers import client_response_headers
-from gateway.s3.xml import error_body
+from gateway.s3.multipart_xml import without_checksums
+from gateway.s3.xml import error_body, parse_error
 
 # Set on a request whose response had started when it failed; its connection was aborted.
 ABORTED = "envelope.aborted"
@@ -34,6 +35,21 @@ async def relay_upstream_error(response: aiohttp.ClientResponse) -> web.Response
     body = await response.content.read(_MAX_ERROR_BODY_BYTES)
     headers = client_response_headers(response.headers)
     return web.Response(status=response.status, body=body or None, headers=headers)
+
+
+async def result_document(response: aiohttp.ClientResponse, what: str
+                          ) -> tuple[web.Response | None, bytes, dict[str, str]]:
+    """The store's result document (CompleteMultipartUpload, CopyObject), without its ciphertext checksums, and
+    the headers for the client; or, first, the error response to relay — S3 may report a failure of these in
+    the body of a 200 (clients know to read it), which is then relayed as it came."""
+    async with response:
+        if response.status != 200:
+            return await relay_upstream_error(response), b"", {}
+        body = await response.read()
+        headers = client_response_headers(response.headers)
+    if parse_error(body) is not None:
+        return web.Response(status=200, body=body, headers=headers), b"", {}
+    return None, without_checksums(body, what), headers
 
 
 def abort(request: web.Request) -> None:

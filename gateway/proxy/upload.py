@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import aiohttp
 from aiohttp import web
 
 from gateway import errors
-from gateway.format.envelope import encryption_context, metadata_for, new_object_key
+from gateway.format.envelope import ObjectKey, encryption_context, metadata_for, new_object_key
 from gateway.format.segments import seal_batch
-from gateway.format.sizes import SEGMENT_SIZE_BYTES, ciphertext_size
+from gateway.format.sizes import SEGMENT_SIZE_BYTES, ciphertext_size, largest_plaintext_within
 from gateway.proxy.body import ClientBody
 from gateway.proxy.context import Gateway
 from gateway.proxy.headers import object_write_headers
@@ -27,6 +28,9 @@ from gateway.s3.sigv4 import VerifiedRequest
 
 # What the gateway's own metadata costs of S3's 2 KB user-metadata budget (header + one KMS-wrapped key).
 RESERVED_METADATA_BYTES = 600
+# S3 stores at most 5 GiB in one PUT (and in one part). The gateway's tags must fit in that too.
+MAX_STORED_PUT_BYTES = 5 * 1024**3
+MAX_SINGLE_PUT_PLAINTEXT_BYTES = largest_plaintext_within(MAX_STORED_PUT_BYTES)
 # Bodies up to one segment are sealed on the event loop: cheaper than the hop to the pool and back.
 SMALL_BODY_BYTES = SEGMENT_SIZE_BYTES
 
@@ -79,17 +83,17 @@ async def _batches(body: ClientBody, batch_bytes: int, buffers: _Buffers | None 
     yield _Batch(buffer, filled, index, final=True)
 
 
-async def put_object(gw: Gateway, request: web.Request, target: Target, verified: VerifiedRequest) -> web.Response:
-    assert target.bucket is not None and target.key is not None
-    check_client_metadata(request.headers, reserved_bytes=RESERVED_METADATA_BYTES)
-    headers = object_write_headers(request.headers.items())
-    body = ClientBody(request, verified)
-    dek, wrapped = await gw.keys.generate(encryption_context(target.bucket, target.key), verified.access_key_id)
-    envelope, object_key = new_object_key(dek)
-    del dek  # only the derived object key is needed from here on
-    for name, value in metadata_for(envelope, [wrapped]).items():
-        headers["x-amz-meta-" + name] = value
+@dataclass
+class SealedBody:
+    """A client body on its way to the store as ciphertext: bytes (small bodies, sealed already) or a stream
+    sealed batch by batch; `state` learns the echo headers once the final batch passed every check."""
+    body: AsyncIterator[bytearray] | bytes
+    content_length: int
+    state: _UploadState
 
+
+async def seal_client_body(gw: Gateway, body: ClientBody, key: ObjectKey, part_number: int = 0) -> SealedBody:
+    """Seal `body` under `key` (an object key, or a part key with its part number in every nonce)."""
     state = _UploadState()
     buffers = _Buffers(gw.batch_bytes, gw.inflight_batches + 2)
 
@@ -99,7 +103,7 @@ async def put_object(gw: Gateway, request: web.Request, target: Target, verified
                 body.digest(view)
             if batch.final:
                 state.echo_headers = body.verify()
-            sealed_bytes = seal_batch(object_key, batch.first_index, view, batch.final)
+            sealed_bytes = seal_batch(key, batch.first_index, view, batch.final, part_number)
         buffers.give(batch.buffer)  # list.append: atomic under the GIL; the loop only pops
         return sealed_bytes
 
@@ -116,34 +120,72 @@ async def put_object(gw: Gateway, request: web.Request, target: Target, verified
             raise
         gw.metrics.plaintext_bytes.labels("in").inc(body.length)
 
-    upload_body: AsyncIterator[bytearray] | bytes
-    if body.length <= SMALL_BODY_BYTES:
-        # Small objects: one segment, sealed inline (microseconds of AES-GCM) — no pool hop, no pipeline tasks.
-        try:
-            batches = [batch async for batch in _batches(body, gw.batch_bytes, buffers)]
-            upload_body = bytes(seal(batches[-1]))
-        except Exception as exc:  # noqa: BLE001 - translated: a failed small upload is the client's error
-            raise _client_error(exc) from None
-        gw.metrics.ciphertext_bytes.labels("out").inc(len(upload_body))
-        gw.metrics.plaintext_bytes.labels("in").inc(body.length)
-    else:
-        upload_body = sealed()
+    size = ciphertext_size(body.length)
+    if body.length > SMALL_BODY_BYTES:
+        return SealedBody(sealed(), size, state)
+    # Small bodies: one segment, sealed inline (microseconds of AES-GCM) — no pool hop, no pipeline tasks.
     try:
-        response = await gw.upstream.request("PUT", target.bucket, target.key, target.query, headers,
-                                              body=upload_body, content_length=ciphertext_size(body.length))
+        batches = [batch async for batch in _batches(body, gw.batch_bytes, buffers)]
+        data = bytes(seal(batches[-1]))
+    except Exception as exc:  # noqa: BLE001 - translated: a failed small upload is the client's error
+        raise _client_error(exc) from None
+    gw.metrics.ciphertext_bytes.labels("out").inc(len(data))
+    gw.metrics.plaintext_bytes.labels("in").inc(body.length)
+    return SealedBody(data, size, state)
+
+
+async def send_sealed(gw: Gateway, sealed: SealedBody, bucket: str, key: str, query: list[tuple[str, str]],
+                      headers: dict[str, str], prefix: bytes = b"", suffix: bytes = b"") -> aiohttp.ClientResponse:
+    """PUT the sealed body upstream (between optional extra stored bytes); a failure caused by the client's
+    side (a check, a vanished client) is raised as that, not as an upstream error."""
+    body: AsyncIterator[bytearray] | bytes = sealed.body
+    if prefix or suffix:
+        body = _framed(prefix, sealed.body, suffix)
+    try:
+        response = await gw.upstream.request("PUT", bucket, key, query, headers, body=body,
+                                             content_length=len(prefix) + sealed.content_length + len(suffix))
     except errors.S3Error:
-        # The upstream request failed because our body stream raised: report the client-side cause.
-        if state.error is not None:
-            raise _client_error(state.error) from None
+        if sealed.state.error is not None:
+            raise _client_error(sealed.state.error) from None
         raise
-    if state.error is not None:
+    if sealed.state.error is not None:
         response.close()
-        raise _client_error(state.error) from None
+        raise _client_error(sealed.state.error) from None
+    return response
+
+
+async def _framed(prefix: bytes, body: AsyncIterator[bytearray] | bytes, suffix: bytes
+                  ) -> AsyncIterator[bytes | bytearray]:
+    if prefix:
+        yield prefix
+    if isinstance(body, bytes):
+        yield body
+    else:
+        async for chunk in body:
+            yield chunk
+    if suffix:
+        yield suffix
+
+
+async def put_object(gw: Gateway, request: web.Request, target: Target, verified: VerifiedRequest) -> web.Response:
+    assert target.bucket is not None and target.key is not None
+    check_client_metadata(request.headers, reserved_bytes=RESERVED_METADATA_BYTES)
+    headers = object_write_headers(request.headers.items())
+    body = ClientBody(request, verified)
+    if body.length > MAX_SINGLE_PUT_PLAINTEXT_BYTES:
+        raise errors.EntityTooLarge(ProposedSize=str(body.length), MaxSizeAllowed=str(MAX_SINGLE_PUT_PLAINTEXT_BYTES))
+    dek, wrapped = await gw.keys.generate(encryption_context(target.bucket, target.key), verified.access_key_id)
+    envelope, object_key = new_object_key(dek)
+    del dek  # only the derived object key is needed from here on
+    for name, value in metadata_for(envelope, [wrapped]).items():
+        headers["x-amz-meta-" + name] = value
+    sealed = await seal_client_body(gw, body, object_key)
+    response = await send_sealed(gw, sealed, target.bucket, target.key, target.query, headers)
     async with response:
         if response.status != 200:
             return await relay_upstream_error(response)
         out = {name: response.headers[name] for name in ("ETag", "x-amz-version-id") if name in response.headers}
-        out.update(state.echo_headers)
+        out.update(sealed.state.echo_headers)
         out.update(sse_headers(wrapped.key_id))
         return web.Response(status=200, headers=out)
 

@@ -20,6 +20,14 @@ class Handling(enum.Enum):
     GET_OBJECT = "get_object"
     HEAD_OBJECT = "head_object"
     LIST_OBJECTS = "list_objects"
+    CREATE_MULTIPART = "create_multipart"
+    UPLOAD_PART = "upload_part"
+    COMPLETE_MULTIPART = "complete_multipart"
+    ABORT_MULTIPART = "abort_multipart"
+    LIST_PARTS = "list_parts"
+    UPLOAD_PART_COPY = "upload_part_copy"
+    COPY_OBJECT = "copy_object"
+    DELETE_BUCKET = "delete_bucket"
     PASS_THROUGH = "pass_through"
     REFUSE = "refuse"
 
@@ -33,8 +41,6 @@ class Operation:
     error: errors.S3Error | None = None   # what to answer when handling is REFUSE
 
 
-_MULTIPART = "Multipart uploads are not supported by this gateway version yet"
-
 # --- bucket level ---------------------------------------------------------------------------------
 # sub-resource -> method -> operation name (all passed through: bucket configuration is not object data)
 _BUCKET_SUBRESOURCES: dict[str, dict[str, str]] = {
@@ -45,6 +51,7 @@ _BUCKET_SUBRESOURCES: dict[str, dict[str, str]] = {
                   "DELETE": "DeleteBucketAnalyticsConfiguration"},
     "cors": {"GET": "GetBucketCors", "PUT": "PutBucketCors", "DELETE": "DeleteBucketCors"},
     "delete": {"POST": "DeleteObjects"},
+    "uploads": {"GET": "ListMultipartUploads"},
     "encryption": {"GET": "GetBucketEncryption", "PUT": "PutBucketEncryption", "DELETE": "DeleteBucketEncryption"},
     "intelligent-tiering": {"GET": "GetBucketIntelligentTieringConfiguration",
                             "PUT": "PutBucketIntelligentTieringConfiguration",
@@ -84,7 +91,6 @@ _BUCKET_LISTABLE = {"analytics": "ListBucketAnalyticsConfigurations",
                     "metrics": "ListBucketMetricsConfigurations"}
 # Sub-resources the gateway recognises but refuses: name by method, and why.
 _BUCKET_REFUSED: dict[str, tuple[dict[str, str], str]] = {
-    "uploads": ({"GET": "ListMultipartUploads"}, _MULTIPART),
     # CreateSession (directory buckets) answers with session credentials: they would be the gateway's own,
     # handed to a client, and would let it read and write the store around the encryption.
     "session": ({"GET": "CreateSession"},
@@ -105,10 +111,15 @@ _OBJECT_SUBRESOURCES: dict[str, dict[str, str]] = {
     "retention": {"GET": "GetObjectRetention", "PUT": "PutObjectRetention"},
     "legal-hold": {"GET": "GetObjectLegalHold", "PUT": "PutObjectLegalHold"},
 }
+# Multipart uploads: sub-resource -> method -> (operation, handling).
+_OBJECT_MULTIPART: dict[str, dict[str, tuple[str, Handling]]] = {
+    "uploads": {"POST": ("CreateMultipartUpload", Handling.CREATE_MULTIPART)},
+    "uploadId": {"PUT": ("UploadPart", Handling.UPLOAD_PART),
+                 "POST": ("CompleteMultipartUpload", Handling.COMPLETE_MULTIPART),
+                 "DELETE": ("AbortMultipartUpload", Handling.ABORT_MULTIPART),
+                 "GET": ("ListParts", Handling.LIST_PARTS)},
+}
 _OBJECT_REFUSED: dict[str, tuple[dict[str, str], str]] = {
-    "uploads": ({"POST": "CreateMultipartUpload"}, _MULTIPART),
-    "uploadId": ({"PUT": "UploadPart", "POST": "CompleteMultipartUpload", "DELETE": "AbortMultipartUpload",
-                  "GET": "ListParts"}, _MULTIPART),
     "attributes": ({"GET": "GetObjectAttributes"},
                    "GetObjectAttributes is not supported: it would report the stored (encrypted) object's sizes "
                    "and checksums."),
@@ -119,7 +130,8 @@ _OBJECT_REFUSED: dict[str, tuple[dict[str, str], str]] = {
     "renameObject": ({"PUT": "RenameObject"}, "RenameObject is not supported: objects are encrypted under their "
                                               "bucket and key."),
 }
-_OBJECT_PARAMS = frozenset({"versionId", "partNumber", "select-type", "max-parts", "part-number-marker"})
+_OBJECT_PARAMS = frozenset({"versionId", "partNumber", "select-type", "max-parts", "part-number-marker",
+                            "encoding-type"})
 _RESPONSE_OVERRIDE = "response-"   # response-content-type etc.: GetObject/HeadObject parameters
 
 
@@ -209,7 +221,9 @@ def _bucket(method: str, bucket: str, query: Mapping[str, str]) -> Operation:
                 return Operation("ListObjectsV2", Handling.LIST_OBJECTS, bucket, None)
             return _refuse("ListObjects", bucket, None, errors.InvalidArgument(
                 "Invalid list-type: only 2 is supported.", ArgumentName="list-type", ArgumentValue=list_type))
-        simple = {"PUT": "CreateBucket", "DELETE": "DeleteBucket", "HEAD": "HeadBucket"}
+        if method == "DELETE":
+            return Operation("DeleteBucket", Handling.DELETE_BUCKET, bucket, None)
+        simple = {"PUT": "CreateBucket", "HEAD": "HeadBucket"}
         if method in simple:
             return Operation(simple[method], Handling.PASS_THROUGH, bucket, None)
         if method == "POST":
@@ -244,7 +258,7 @@ def _object(method: str, bucket: str, key: str, query: Mapping[str, str], header
         return refused
     subresources = []
     for name in query:
-        if name in _OBJECT_SUBRESOURCES or name in _OBJECT_REFUSED:
+        if name in _OBJECT_SUBRESOURCES or name in _OBJECT_REFUSED or name in _OBJECT_MULTIPART:
             subresources.append(name)
         elif not (name in _OBJECT_PARAMS or name.startswith(_RESPONSE_OVERRIDE) or _hoisted(name)):
             return _unsupported_parameter(name, bucket, key)
@@ -255,14 +269,18 @@ def _object(method: str, bucket: str, key: str, query: Mapping[str, str], header
 
     if subresources:
         sub = subresources[0]
+        if sub in _OBJECT_MULTIPART:
+            if method not in _OBJECT_MULTIPART[sub]:
+                return _not_allowed(method, "OBJECT", bucket, key)
+            name, handling = _OBJECT_MULTIPART[sub][method]
+            if handling is Handling.UPLOAD_PART and copy_source is not None:
+                return Operation("UploadPartCopy", Handling.UPLOAD_PART_COPY, bucket, key)
+            return Operation(name, handling, bucket, key)
         if sub in _OBJECT_REFUSED:
             names, message = _OBJECT_REFUSED[sub]
             if method not in names:
                 return _not_allowed(method, "OBJECT", bucket, key)
-            name = names[method]
-            if name == "UploadPart" and copy_source is not None:
-                name = "UploadPartCopy"
-            return _refuse(name, bucket, key, errors.NotImplementedS3(message))
+            return _refuse(names[method], bucket, key, errors.NotImplementedS3(message))
         names = _OBJECT_SUBRESOURCES[sub]
         if method not in names:
             return _not_allowed(method, "OBJECT", bucket, key)
@@ -270,8 +288,9 @@ def _object(method: str, bucket: str, key: str, query: Mapping[str, str], header
 
     if method == "PUT":
         if copy_source is not None:
-            return _refuse("CopyObject", bucket, key, errors.NotImplementedS3(
-                "CopyObject is not supported by this gateway version yet."))
+            if query:
+                return _unsupported_parameter(next(iter(query)), bucket, key)
+            return Operation("CopyObject", Handling.COPY_OBJECT, bucket, key)
         if query:
             # partNumber without uploadId (or any GET-only parameter) is no PutObject S3 defines.
             return _unsupported_parameter(next(iter(query)), bucket, key)

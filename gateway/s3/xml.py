@@ -77,11 +77,12 @@ def _child_text(elem: Element, local: str) -> str | None:
 
 
 def parse_error(body: bytes) -> tuple[str, str] | None:
-    """(code, message) of an S3 error document, or None if the body is not one."""
+    """(code, message) of an S3 error document, or None if the body is not one. Leading whitespace is allowed:
+    S3 pads the 200 response of a long CompleteMultipartUpload or copy that then fails with an error document."""
     if not body or not body.strip():
         return None
     try:
-        root = _parse(body)
+        root = _parse(body.lstrip())
     except (SafeET.ParseError, DefusedXmlException, ValueError):
         return None
     if _split(root.tag)[1] != "Error":
@@ -94,7 +95,8 @@ def parse_error(body: bytes) -> tuple[str, str] | None:
 
 # --- listings -------------------------------------------------------------------------------------
 
-_ENTRIES = {"ListBucketResult": {"Contents"}, "ListVersionsResult": {"Version", "DeleteMarker"}}
+_ENTRIES = {"ListBucketResult": {"Contents"}, "ListVersionsResult": {"Version", "DeleteMarker"},
+            "ListPartsResult": {"Part"}, "ListPartsResponse": {"Part"}}  # moto says ListPartsResponse
 
 
 def _int(text: str | None) -> int | None:
@@ -102,11 +104,11 @@ def _int(text: str | None) -> int | None:
     return int(text) if text.isascii() and text.isdigit() else None
 
 
-def rewrite_listing(body: bytes, size_of: Callable[[int], int | None],
+def rewrite_listing(body: bytes, size_of: Callable[[int, str], int | None],
                     hide_key: Callable[[str], bool] = lambda key: False) -> bytes:
-    """Rewrite a ListObjects (v1, v2) or ListObjectVersions result: each entry's <Size> becomes
-    size_of(stored size) (None: left as it is), and entries whose key hide_key() names are dropped.
-    Any other document is returned unchanged."""
+    """Rewrite a ListObjects (v1, v2), ListObjectVersions or ListParts result: each entry's <Size> becomes
+    size_of(stored size, ETag) (None: left as it is), and entries (and common prefixes) whose key hide_key()
+    names are dropped. Any other document is returned unchanged."""
     try:
         root = _parse(body)
     except (SafeET.ParseError, DefusedXmlException, ValueError):
@@ -121,7 +123,14 @@ def rewrite_listing(body: bytes, size_of: Callable[[int], int | None],
     dropped = 0
     last_key: str | None = None
     for entry in list(root):
-        if _split(entry.tag)[1] not in entry_names:
+        local = _split(entry.tag)[1]
+        if local == "CommonPrefixes":
+            prefix = _child_text(entry, "Prefix")
+            if prefix is not None and hide_key(unquote_plus(prefix) if url_encoded else prefix):
+                root.remove(entry)
+                dropped += 1
+            continue
+        if local not in entry_names:
             continue
         raw_key = _child_text(entry, "Key")
         if raw_key is not None:
@@ -134,7 +143,7 @@ def rewrite_listing(body: bytes, size_of: Callable[[int], int | None],
         size_elem = _child(entry, "Size")
         stored = _int(size_elem.text) if size_elem is not None else None
         if size_elem is not None and stored is not None:
-            shown = size_of(stored)
+            shown = size_of(stored, _child_text(entry, "ETag") or "")
             if shown is not None:
                 size_elem.text = str(shown)
 

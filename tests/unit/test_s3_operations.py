@@ -28,7 +28,7 @@ TABLE = [
     ("GET", "/b?versions", {}, "ListObjectVersions", L),
     ("GET", "/b?versions&key-marker=k&version-id-marker=v&prefix=p&encoding-type=url", {}, "ListObjectVersions", L),
     ("PUT", "/b", {}, "CreateBucket", T),
-    ("DELETE", "/b", {}, "DeleteBucket", T),
+    ("DELETE", "/b", {}, "DeleteBucket", Handling.DELETE_BUCKET),
     ("HEAD", "/b", {}, "HeadBucket", T),
     ("POST", "/b?delete", {}, "DeleteObjects", T),
     # bucket sub-resources: never DeleteBucket / CreateBucket / ListObjects
@@ -102,7 +102,8 @@ TABLE = [
     ("GET", "/b?abac", {}, "GetBucketAbac", T),
     ("PUT", "/b?abac", {}, "PutBucketAbac", T),
     # refused at bucket level
-    ("GET", "/b?uploads", {}, "ListMultipartUploads", R),
+    ("GET", "/b?uploads", {}, "ListMultipartUploads", T),
+    ("GET", "/b?uploads&prefix=p&key-marker=k&upload-id-marker=u&max-uploads=5", {}, "ListMultipartUploads", T),
     ("GET", "/b?session", {}, "CreateSession", R),
     ("POST", "/b", {}, "PostObject", R),
     # object
@@ -127,14 +128,15 @@ TABLE = [
     ("GET", "/b/k?legal-hold", {}, "GetObjectLegalHold", T),
     ("PUT", "/b/k?legal-hold", {}, "PutObjectLegalHold", T),
     # refused at object level
-    ("PUT", "/b/k", {"x-amz-copy-source": "/b/other"}, "CopyObject", R),
-    ("PUT", "/b/k", {"X-Amz-Copy-Source": "b/other?versionId=1"}, "CopyObject", R),
-    ("POST", "/b/k?uploads", {}, "CreateMultipartUpload", R),
-    ("PUT", "/b/k?partNumber=1&uploadId=u", {}, "UploadPart", R),
-    ("PUT", "/b/k?partNumber=1&uploadId=u", {"x-amz-copy-source": "/b/o"}, "UploadPartCopy", R),
-    ("POST", "/b/k?uploadId=u", {}, "CompleteMultipartUpload", R),
-    ("DELETE", "/b/k?uploadId=u", {}, "AbortMultipartUpload", R),
-    ("GET", "/b/k?uploadId=u&max-parts=10&part-number-marker=2", {}, "ListParts", R),
+    ("PUT", "/b/k", {"x-amz-copy-source": "/b/other"}, "CopyObject", Handling.COPY_OBJECT),
+    ("PUT", "/b/k", {"X-Amz-Copy-Source": "b/other?versionId=1"}, "CopyObject", Handling.COPY_OBJECT),
+    ("POST", "/b/k?uploads", {}, "CreateMultipartUpload", Handling.CREATE_MULTIPART),
+    ("PUT", "/b/k?partNumber=1&uploadId=u", {}, "UploadPart", Handling.UPLOAD_PART),
+    ("PUT", "/b/k?partNumber=1&uploadId=u", {"x-amz-copy-source": "/b/o"}, "UploadPartCopy",
+     Handling.UPLOAD_PART_COPY),
+    ("POST", "/b/k?uploadId=u", {}, "CompleteMultipartUpload", Handling.COMPLETE_MULTIPART),
+    ("DELETE", "/b/k?uploadId=u", {}, "AbortMultipartUpload", Handling.ABORT_MULTIPART),
+    ("GET", "/b/k?uploadId=u&max-parts=10&part-number-marker=2", {}, "ListParts", Handling.LIST_PARTS),
     ("GET", "/b/k?attributes", {"x-amz-object-attributes": "ObjectSize"}, "GetObjectAttributes", R),
     ("POST", "/b/k?select&select-type=2", {}, "SelectObjectContent", R),
     ("POST", "/b/k?restore", {}, "RestoreObject", R),
@@ -204,12 +206,6 @@ def test_refusal_errors():
         assert isinstance(e, errors.S3Error)
         return e
 
-    multipart = error("POST", "/b/k?uploads")
-    assert isinstance(multipart, errors.NotImplementedS3) and multipart.status == 501
-    assert multipart.message == "Multipart uploads are not supported by this gateway version yet"
-    for target in ("/b?uploads", "/b/k?uploadId=u"):
-        assert error("GET", target).message == multipart.message
-    assert isinstance(error("PUT", "/b/k", {"x-amz-copy-source": "/b/o"}), errors.NotImplementedS3)
     assert isinstance(error("GET", "/b/k?attributes"), errors.NotImplementedS3)
     assert isinstance(error("POST", "/b/k?select&select-type=2"), errors.NotImplementedS3)
     unknown = error("GET", "/b?frobnicate")

@@ -1,0 +1,342 @@
+"""Reading an object as plaintext: the upstream request(s), the key, the segments to open. Used by GetObject /
+HeadObject and by UploadPartCopy (which re-encrypts a plaintext range of another object).
+
+Nothing unauthenticated is released: the key commitment is checked before any segment is opened, and every
+segment is opened (GCM tag, index, final flag) before its plaintext is yielded. A single-layout object costs
+one upstream request (the client's range is widened to whole segments for every possible size); a
+multipart-layout object one more, for its part table (pinned with If-Match to the object first seen).
+"""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from gateway import errors
+from gateway.format import multipart
+from gateway.format.envelope import (FLAG_MULTIPART_LAYOUT, Header, MultipartKeys, ObjectKey, WrappedKey,
+                                     encryption_context, open_multipart_keys, open_object_key, parse_metadata)
+from gateway.format.fetchplan import parse_content_range, upstream_range
+from gateway.format.multipart import MAX_PARTS
+from gateway.format.segments import open_batch
+from gateway.format.sizes import SEALED_SEGMENT_SIZE_BYTES, SEGMENT_SIZE_BYTES, covering_segments, plaintext_size
+from gateway.proxy.context import Gateway
+from gateway.proxy.headers import client_response_headers
+from gateway.proxy.passthrough import multipart_part_count
+from gateway.proxy.pipeline import ordered_work
+from gateway.proxy.responses import sse_headers
+from gateway.s3.metadata import envelope_fields
+from gateway.s3.ranges import content_range, parse_range
+
+
+class UpstreamAnswer(Exception):
+    """The store answered with an error or a redirect that the client should see as it came."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+class PlaintextBody:
+    """Decrypted bytes in the shape of a client body (gateway.proxy.body.ClientBody), to be sealed again: the
+    body of an UploadPartCopy. Nothing to verify: every byte was authenticated when it was opened."""
+    needs_digest = False
+
+    def __init__(self, views: AsyncIterator[memoryview], length: int) -> None:
+        self._views, self.length = views, length
+
+    async def pieces(self) -> AsyncIterator[memoryview]:
+        async for view in self._views:
+            yield view
+
+    def digest(self, data: bytes | bytearray | memoryview) -> None:
+        pass
+
+    def verify(self) -> dict[str, str]:
+        return {}
+
+
+@dataclass
+class Plaintext:
+    status: int  # 200, or 206 for a range or a part
+    headers: dict[str, str]  # for the client: the store's, minus ciphertext facts, plus sizes and SSE
+    length: int  # plaintext bytes that `views` yields
+    etag: str  # the store's ETag of the object read
+    views: AsyncIterator[memoryview] | None  # None for HEAD
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Consecutive stored segments opened with one key: the window of a single-layout object, or one part's."""
+    stored_bytes: int
+    first_index: int
+    final_index: int  # the index of the (part's) final segment: only it is opened with the final flag
+    key: ObjectKey
+    part_number: int
+
+
+@dataclass
+class _Sealed:
+    buffer: bytearray
+    size: int
+    first_index: int
+    run: _Run
+
+
+async def _stored_views(content: aiohttp.StreamReader, skip: int, need: int) -> AsyncIterator[memoryview]:
+    """Exactly `need` stored bytes after skipping `skip`, as views of the chunks as they arrive."""
+    got = 0
+    while got < need:
+        chunk, end_of_http_chunk = await content.readchunk()  # no join of buffered chunks (see body.pieces)
+        if not chunk:
+            if end_of_http_chunk and not content.at_eof():
+                continue
+            raise errors.TamperedCiphertext("The stored object is shorter than its recorded size.")
+        view = memoryview(chunk)
+        if skip:
+            dropped = min(skip, len(view))
+            view, skip = view[dropped:], skip - dropped
+        view = view[:need - got]
+        got += len(view)
+        if view:
+            yield view
+
+
+async def _sealed_batches(content: aiohttp.StreamReader, skip: int, runs: list[_Run], batch_bytes: int
+                          ) -> AsyncIterator[_Sealed]:
+    """The runs' stored bytes, cut into batches of whole sealed segments that never straddle two runs."""
+    sealed_per_batch = batch_bytes // SEGMENT_SIZE_BYTES * SEALED_SEGMENT_SIZE_BYTES
+    views = _stored_views(content, skip, sum(run.stored_bytes for run in runs))
+    pending = memoryview(b"")
+    for run in runs:
+        left, index = run.stored_bytes, run.first_index
+        while left:
+            buffer, filled = bytearray(min(sealed_per_batch, left)), 0
+            while filled < len(buffer):
+                if not pending:
+                    pending = await anext(views)
+                take = min(len(pending), len(buffer) - filled)
+                buffer[filled:filled + take] = pending[:take]
+                filled, pending = filled + take, pending[take:]
+            left -= filled
+            yield _Sealed(buffer, filled, index, run)
+            index += filled // SEALED_SEGMENT_SIZE_BYTES
+
+
+def part_number_of(raw: str | None, range_value: str | None) -> int | None:
+    """The validated ?partNumber= of a GET/HEAD (None if absent)."""
+    if raw is None:
+        return None
+    if range_value:
+        raise errors.InvalidRequest("Cannot specify both Range header and partNumber query parameter.")
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_PARTS:
+        raise errors.InvalidArgument("Part number must be an integer between 1 and 10000, inclusive.",
+                                     ArgumentName="partNumber", ArgumentValue=raw)
+    return int(raw)
+
+
+@dataclass
+class ObjectReader:
+    gw: Gateway
+    bucket: str
+    key: str
+    principal: str
+    query: list[tuple[str, str]]  # versionId, response-* overrides: sent with every upstream request
+    head: bool = False
+    range_value: str | None = None
+    part_number: int | None = None
+    conditions: dict[str, str] = field(default_factory=dict)  # If-Match & co., evaluated by the store
+    _responses: list[aiohttp.ClientResponse] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Drop every upstream response: whatever was not read (a window's tail, an abort) is not read now."""
+        for response in self._responses:
+            response.close()
+
+    async def open(self) -> Plaintext:
+        headers = dict(self.conditions)
+        fetch = None if self.head or self.part_number is not None else upstream_range(self.range_value)
+        if fetch is not None:
+            headers["range"] = fetch
+        response = await self.gw.upstream.request("HEAD" if self.head else "GET", self.bucket, self.key, self.query,
+                                                  headers)
+        self._responses.append(response)
+        if response.status == 416:
+            raise errors.InvalidRange()
+        if response.status >= 300:
+            raise UpstreamAnswer(response)
+        envelope, wrapped = parse_metadata(envelope_fields(response.headers))
+        window = _window(response)
+        out = client_response_headers(response.headers)
+        out.update(sse_headers(wrapped[0].key_id if wrapped else ""))
+        out["Accept-Ranges"] = "bytes"
+        etag = response.headers.get("ETag", "")
+        if envelope.flags & FLAG_MULTIPART_LAYOUT:
+            return await self._multipart(response, envelope, wrapped, window, out, etag)
+        try:
+            size = plaintext_size(window.total)
+        except ValueError:
+            raise errors.TamperedCiphertext("The stored object's size is impossible for its format.") from None
+        if self.part_number not in (None, 1):
+            raise errors.InvalidPartNumber()
+        selected = parse_range(self.range_value, size)
+        start, end = selected if selected is not None else (0, size - 1)
+        span = covering_segments(start, end, size)
+        status = _range_headers(out, selected, size, span.length)
+        if self.head:
+            return Plaintext(status, out, span.length, etag, None)
+        object_key = open_object_key(await self._dek(wrapped), envelope)
+        run = _Run(span.ciphertext_end - span.ciphertext_start + 1, span.first_segment, span.final_segment,
+                   object_key, 0)
+        views = self._views(response, window, span.ciphertext_start, span.ciphertext_end, [run],
+                            span.skip_bytes, span.length)
+        return Plaintext(status, out, span.length, etag, views)
+
+    async def _multipart(self, response: aiohttp.ClientResponse, envelope: Header, wrapped: list[WrappedKey],
+                         window: _Window, out: dict[str, str], etag: str) -> Plaintext:
+        stored_parts = multipart_part_count(etag)
+        if self.head and self.part_number is None and stored_parts is not None:
+            # The size follows from the stored size and the store's part count: a HEAD needs no KMS call.
+            try:
+                size = multipart.plaintext_size(window.total, stored_parts)
+            except ValueError:
+                raise errors.TamperedCiphertext("The stored object's size is impossible for its format.") from None
+            _range_headers(out, None, size, size)
+            return Plaintext(200, out, size, etag, None)
+        keys = open_multipart_keys(await self._dek(wrapped), envelope)
+        table = await self.part_table(keys, etag, window.total, stored_parts)
+        size = table.plaintext_size
+        if self.part_number is not None:
+            selected = multipart.part_range(table, self.part_number)
+            if selected is None:
+                raise errors.InvalidPartNumber()
+            out["x-amz-mp-parts-count"] = str(len(table.parts))
+        else:
+            selected = parse_range(self.range_value, size)
+        start, end = selected if selected is not None else (0, size - 1)
+        length = end - start + 1
+        status = _range_headers(out, selected, size, length)
+        if self.head or not length:  # HEAD, an empty object (its table authenticated it), an empty part
+            return Plaintext(status, out, length, etag, None if self.head else _nothing())
+        span = multipart.covering_parts(start, end, table)
+        runs = [_Run(p.span.ciphertext_end - p.span.ciphertext_start + 1, p.span.first_segment,
+                     p.span.final_segment, keys.part_key(p.part.number, p.part.salt), p.part.number)
+                for p in span.parts]
+        if not window.covers(span.ciphertext_start, span.ciphertext_end):
+            response.close()
+            response = await self._fetch(etag, f"bytes={span.ciphertext_start}-{span.ciphertext_end}")
+            window = _window(response)
+        views = self._views(response, window, span.ciphertext_start, span.ciphertext_end, runs,
+                            span.parts[0].span.skip_bytes, length)
+        return Plaintext(status, out, length, etag, views)
+
+    async def part_table(self, keys: MultipartKeys, etag: str, total: int, stored_parts: int | None
+                         ) -> multipart.PartTable:
+        """The part table from the object's last bytes (one ranged GET, pinned to the ETag just seen)."""
+        guess = stored_parts or 1000
+        want = min(total, multipart.table_tail_size(guess) + multipart.PER_PART_BYTES * guess)
+        tail = await self._read_tail(etag, want)
+        need = multipart.table_tail_size(multipart.tail_part_count(tail))
+        if need > len(tail) and want < total:
+            tail = await self._read_tail(etag, min(total, need))
+        if need > len(tail):
+            raise errors.TamperedCiphertext("The stored object is too short for its part table.")
+        table = multipart.open_trailer(keys, tail, total)
+        if stored_parts is not None and table.stored_part_count != stored_parts:
+            # Listings and HEAD take the size from the ETag's part count; the table must agree with it.
+            raise errors.TamperedCiphertext("The stored object's part count does not match its part table.")
+        padding = multipart.padding_size(table)
+        if len(tail) >= need + padding:
+            multipart.check_padding(tail[len(tail) - need - padding:len(tail) - need])
+        return table
+
+    async def _read_tail(self, etag: str, length: int) -> bytes:
+        response = await self._fetch(etag, f"bytes=-{length}")
+        data = await response.content.read(length + 1)
+        response.close()
+        if len(data) != length:
+            raise errors.TamperedCiphertext("The stored object is shorter than its recorded size.")
+        return data
+
+    async def _fetch(self, etag: str, byte_range: str) -> aiohttp.ClientResponse:
+        """A further GET of the same object: If-Match keeps it the very object the first response described."""
+        response = await self.gw.upstream.request("GET", self.bucket, self.key, self.query,
+                                                  {"range": byte_range, "if-match": etag})
+        self._responses.append(response)
+        if response.status == 412:
+            raise errors.UpstreamError("The object changed while it was being read; retry.")
+        if response.status != 206:
+            raise errors.UpstreamError("The object store did not return the byte range asked for.")
+        return response
+
+    async def _dek(self, wrapped: list[WrappedKey]) -> bytes:
+        return await self.gw.keys.unwrap(wrapped, encryption_context(self.bucket, self.key), self.principal)
+
+    def _views(self, response: aiohttp.ClientResponse, window: _Window, first: int, last: int, runs: list[_Run],
+               skip: int, length: int) -> AsyncIterator[memoryview]:
+        gw = self.gw
+        stored_skip = first - window.first
+        if stored_skip < 0 or window.last < last:
+            raise errors.UpstreamError("The object store returned a different byte range than requested.")
+
+        def open_(sealed: _Sealed) -> bytearray:
+            run = sealed.run
+            return open_batch(run.key, sealed.first_index, memoryview(sealed.buffer)[:sealed.size],
+                              run.final_index, run.part_number)
+
+        need = last - first + 1
+        gw.metrics.ciphertext_bytes.labels("in").inc(need)
+        sealed = _sealed_batches(response.content, stored_skip, runs, gw.batch_bytes)
+        if need <= SEALED_SEGMENT_SIZE_BYTES:
+            async def inline() -> AsyncIterator[bytearray]:
+                # One segment: opened on the event loop (microseconds), no pool hop, no pipeline tasks.
+                async for batch in sealed:
+                    yield open_(batch)
+            return _trimmed(inline(), skip, length)
+        return _trimmed(ordered_work(sealed, open_, gw.pool, gw.inflight_batches), skip, length)
+
+
+async def _trimmed(plaintexts: AsyncIterator[bytearray], skip: int, length: int) -> AsyncIterator[memoryview]:
+    """The `length` bytes after `skip` of the opened batches. Every batch is opened, even past the range's end
+    (there are none: the window ends with the last covering segment), and a short object is tampering."""
+    remaining = length
+    async for plaintext in plaintexts:
+        view = memoryview(plaintext)[skip:skip + remaining]
+        skip = 0
+        if view:
+            remaining -= len(view)
+            yield view
+    if remaining:
+        raise errors.TamperedCiphertext("The stored object ended before the requested range.")
+
+
+async def _nothing() -> AsyncIterator[memoryview]:
+    return
+    yield
+
+
+def _range_headers(out: dict[str, str], selected: tuple[int, int] | None, size: int, length: int) -> int:
+    out["Content-Length"] = str(length)
+    if selected is None:
+        return 200
+    out["Content-Range"] = content_range(selected[0], selected[1], size)
+    return 206
+
+
+@dataclass(frozen=True)
+class _Window:
+    """The stored bytes an upstream response carries: first..last (inclusive) of an object of `total` bytes."""
+    first: int
+    last: int
+    total: int
+
+    def covers(self, first: int, last: int) -> bool:
+        return self.first <= first and last <= self.last
+
+
+def _window(response: aiohttp.ClientResponse) -> _Window:
+    if response.status == 206 and "Content-Range" in response.headers:
+        return _Window(*parse_content_range(response.headers["Content-Range"]))
+    total = int(response.headers.get("Content-Length", "0"))
+    return _Window(0, total - 1, total)
