@@ -24,7 +24,6 @@ from gateway.bench.datagen import DEFAULT_CHUNK_BYTES, PATTERN_BYTES, PatternDat
 from gateway.bench.wire import ConnectionPool, ProtocolError, Response, render_head
 from gateway.s3.sigv4 import UNSIGNED_PAYLOAD, Credentials, sign_request
 
-from gateway.bench.scenario import PAYLOADS  # noqa: F401 - re-exported
 
 
 @dataclass

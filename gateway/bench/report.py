@@ -20,7 +20,7 @@ from xml.sax.saxutils import escape
 
 from gateway.bench.runner import PhaseRecord
 from gateway.bench.scenario import Workload, format_size
-from gateway.bench.stats import GiB, best, latency_summary, median, per_gib, ratio, throughput_mb_s
+from gateway.bench.stats import best, latency_summary, median, per_gib, ratio, throughput_mb_s
 
 SCHEMA = "envelope-gateway-bench/1"
 MiB = 1 << 20
@@ -419,7 +419,7 @@ def markdown(report: dict, svg_name: str | None = None) -> str:
     m = report["machine"]
     libs = ", ".join(f"{k} {v}" for k, v in m["libraries"].items() if v)
     git = m.get("git") or {}
-    out = [f"# Benchmark: envelope-gateway vs a plain pass-through proxy vs direct",
+    out = ["# Benchmark: envelope-gateway vs a plain pass-through proxy vs direct",
            "",
            f"Run {report['started_at']} ({report['duration_s']:.0f} s), commit "
            f"`{(git.get('commit') or '?')[:12]}`{' (with local changes)' if git.get('dirty') else ''}.",
@@ -592,6 +592,6 @@ def svg_chart(report: dict) -> str:
     head = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{y:.0f}" '
             f'viewBox="0 0 {width} {y:.0f}" font-family="Helvetica, Arial, sans-serif">'
             f'<rect width="100%" height="100%" fill="white"/>')
-    title = (f'<text x="16" y="28" font-size="18" font-weight="bold" fill="#111">'
-             f'envelope-gateway vs plain proxy vs direct</text>')
+    title = ('<text x="16" y="28" font-size="18" font-weight="bold" fill="#111">'
+             'envelope-gateway vs plain proxy vs direct</text>')
     return head + title + "".join(parts) + "</svg>\n"

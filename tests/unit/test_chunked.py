@@ -19,7 +19,6 @@ from gateway.s3.sigv4 import (
     ChunkSigner,
     VerifiedRequest,
     chunk_signature,
-    signing_key,
     trailer_signature,
     verify_request,
 )
