@@ -19,6 +19,7 @@ from gateway.proxy.uploadstate import is_reserved_key
 from gateway.s3.addressing import Target
 from gateway.s3.operations import Operation
 from gateway.s3.sigv4 import VerifiedRequest
+from gateway.s3.multipart_xml import delete_request_keys
 from gateway.s3.xml import parse_error, rewrite_listing
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ async def read_control_body(request: web.Request, verified: VerifiedRequest) -> 
 async def pass_through(gw: Gateway, request: web.Request, target: Target, verified: VerifiedRequest,
                        operation: Operation) -> web.StreamResponse:
     data = await read_control_body(request, verified)
+    if operation.name == "DeleteObjects" and any(map(is_reserved_key, delete_request_keys(data))):
+        raise errors.AccessDenied("Key names under .envelope-gateway/ are reserved by the encryption gateway.")
     headers = forwardable_request_headers(request.headers.items())
     if data:
         # Client checksums were verified and stripped; operations that require an integrity header

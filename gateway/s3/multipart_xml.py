@@ -118,17 +118,10 @@ def delete_objects_body(keys: list[str]) -> bytes:
     return DECLARATION + f'<Delete xmlns="{S3_NAMESPACE}"><Quiet>true</Quiet>{inner}</Delete>'.encode()
 
 
-def parts_of_listing(body: bytes) -> list[tuple[int, str, int]]:
-    """(part number, ETag, stored size) of a ListParts page."""
-    root = _root(body, "ListParts response")
-    out = []
-    for elem in root:
-        if _split(elem.tag)[1] != "Part":
-            continue
-        number, etag, size = (_child_text(elem, name) for name in ("PartNumber", "ETag", "Size"))
-        if number is None or etag is None or size is None or not number.strip().isdigit() \
-                or not size.strip().isdigit():
-            raise errors.InternalError("The object store's ListParts response has a malformed part.")
-        out.append((int(number), normalise_etag(etag), int(size)))
-    return out
-
+def delete_request_keys(body: bytes) -> list[str]:
+    """The keys a client's DeleteObjects body names (empty if it is not readable: the store will refuse it)."""
+    try:
+        root = _parse(body)
+    except (SafeET.ParseError, DefusedXmlException, ValueError):
+        return []
+    return [_child_text(entry, "Key") or "" for entry in root if _split(entry.tag)[1] == "Object"]

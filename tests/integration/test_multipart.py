@@ -4,6 +4,7 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import os
+import urllib.request
 import uuid
 
 import pytest
@@ -13,6 +14,7 @@ from botocore.exceptions import ClientError
 from gateway.format import multipart
 from gateway.format.sizes import ciphertext_size
 from gateway.proxy.uploadstate import RESERVED_KEY_PREFIX
+from tests.conftest import client_for, gateway_config, start_gateway, store_env
 
 MiB = 1024 * 1024
 ODD = 5_500_001  # no multiple of anything
@@ -407,3 +409,57 @@ def test_conditional_writes(s3, stack, multipart_write):
     assert stale.value.response["Error"]["Code"] == "PreconditionFailed"
     write(b"fourth", IfMatch=current)
     assert s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read() == b"fourth"
+
+
+def test_a_fresh_gateway_finishes_an_upload(s3, stack, store, tmp_path):
+    """A gateway process that did not exist when the upload began (a restart, a new replica) completes it."""
+    key = _key()
+    chunks = [os.urandom(5 * MiB), os.urandom(33)]
+    upload_id = s3.create_multipart_upload(Bucket=stack.bucket, Key=key)["UploadId"]
+    first = s3.upload_part(Bucket=stack.bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=chunks[0])["ETag"]
+    fresh = start_gateway(tmp_path, "fresh", gateway_config(stack.store_url, stack.key_arn, stack.access_key_id,
+                                                            stack.secret_access_key), store_env(stack.store_url))
+    try:
+        client = client_for(stack, fresh.url)
+        second = client.upload_part(Bucket=stack.bucket, Key=key, UploadId=upload_id, PartNumber=2,
+                                    Body=chunks[1])["ETag"]
+        client.complete_multipart_upload(Bucket=stack.bucket, Key=key, UploadId=upload_id, MultipartUpload={
+            "Parts": [{"PartNumber": 1, "ETag": first}, {"PartNumber": 2, "ETag": second}]})
+    finally:
+        fresh.stop()
+    _check_object(s3, store, stack.bucket, key, b"".join(chunks), 2)
+
+
+def test_delete_objects_cannot_reach_the_records(s3, stack, store):
+    key = _key()
+    upload_id = s3.create_multipart_upload(Bucket=stack.bucket, Key=key)["UploadId"]
+    records = _reserved_keys(store, stack.bucket)
+    with pytest.raises(ClientError) as denied:
+        s3.delete_objects(Bucket=stack.bucket, Delete={"Objects": [{"Key": records[0]}, {"Key": "innocent"}]})
+    assert denied.value.response["Error"]["Code"] == "AccessDenied"
+    assert _reserved_keys(store, stack.bucket) == records
+    s3.abort_multipart_upload(Bucket=stack.bucket, Key=key, UploadId=upload_id)
+
+
+def _kms_calls(stack) -> dict[str, float]:
+    text = urllib.request.urlopen(stack.http.admin_url + "/metrics", timeout=10).read().decode()
+    calls: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("envelope_kms_requests_total{"):
+            operation = line.split('operation="', 1)[1].split('"', 1)[0]
+            calls[operation] = calls.get(operation, 0) + float(line.rsplit(" ", 1)[1])
+    return calls
+
+
+def test_kms_stays_out_of_the_part_path(s3, stack):
+    """One GenerateDataKey per upload and one Decrypt per gateway that takes parts — not one per part."""
+    key = _key()
+    before = _kms_calls(stack)
+    upload_id = s3.create_multipart_upload(Bucket=stack.bucket, Key=key)["UploadId"]
+    parts = [{"PartNumber": n, "ETag": s3.upload_part(Bucket=stack.bucket, Key=key, UploadId=upload_id, PartNumber=n,
+                                                      Body=os.urandom(5 * MiB if n < 4 else 10))["ETag"]}
+             for n in range(1, 5)]
+    s3.complete_multipart_upload(Bucket=stack.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+    after = _kms_calls(stack)
+    assert after.get("GenerateDataKey", 0) - before.get("GenerateDataKey", 0) == 1
+    assert after.get("Decrypt", 0) - before.get("Decrypt", 0) == 1
