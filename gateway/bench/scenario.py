@@ -104,6 +104,7 @@ def _standard() -> list[Workload]:
         Workload("64MiB", 64 * MiB, objects=8, concurrency=4, ops=("put", "get", "range"), reps=5, ranges=64,
                  range_bytes=MiB),
         Workload("4KiB", 4 * KiB, objects=200, concurrency=1, ops=("put", "get"), reps=5, kind="latency"),
+        Workload("1GiB-multipart", GiB, ops=("multipart", "get", "range"), reps=3, ranges=32, range_bytes=MiB),
         Workload("1GiB-signed", GiB, ops=("put",), reps=3, payload="signed"),
         Workload("1GiB-chunked-crc32", GiB, ops=("put",), reps=3, payload="chunked-crc32"),
         Workload("16x64MiB", 64 * MiB, objects=16, concurrency=16, ops=("put", "get"), reps=1, kind="memory",
@@ -127,6 +128,9 @@ def _smoke() -> list[Workload]:
                  range_bytes=100_000),
         Workload("4KiB", 4 * KiB, objects=3, ops=("put", "get"), reps=1, kind="latency"),
         Workload("1MiB-crc32", MiB, ops=("put", "get"), reps=1, payload="chunked-crc32"),
+        # Parts of 5 MiB and a short last one: the gateway stashes it and appends the part table at Complete.
+        Workload("11MiB-multipart", 11 * MiB + 12345, ops=("multipart", "get", "range"), reps=1, ranges=3,
+                 range_bytes=100_000, part_bytes=5 * MiB),
     ]
 
 

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from urllib.parse import parse_qsl, unquote
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape, unescape
 
 from gateway.s3.chunked import AwsChunkedDecoder
 from gateway.bench.wire import MAX_HEAD_BYTES, REASONS, SCRATCH_BYTES, ProtocolError, content_length, parse_head, \
@@ -37,6 +37,7 @@ from gateway.bench.wire import MAX_HEAD_BYTES, REASONS, SCRATCH_BYTES, ProtocolE
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _PART = re.compile(rb"<PartNumber>\s*(\d+)\s*</PartNumber>")
+_KEY = re.compile(rb"<Key>([^<]*)</Key>")
 _SEND_BYTES = 4 << 20
 _READ_BYTES = 1 << 20
 _MAX_SMALL_BODY = 4 << 20
@@ -310,6 +311,8 @@ class Sink:
                 return Reply(204 if method == "DELETE" else 200)
             if method == "GET":
                 return self._list(bucket, query.get("prefix", ""))
+            if method == "POST" and "delete" in query and isinstance(body, _Small):
+                return self._delete_many(bucket, body.data)
             return _error(501, "NotImplemented")
         name = f"{bucket}/{key}"
         if method == "POST" and "uploads" in query:
@@ -320,6 +323,10 @@ class Sink:
                 if isinstance(body, _Stored):
                     body.discard()
                 return _error(404, "NoSuchUpload")
+            if method == "PUT" and "x-amz-copy-source" in request.headers:
+                if isinstance(body, _Stored):
+                    body.discard()
+                return self._copy_part(upload, request)
             if method == "PUT" and isinstance(body, _Stored):
                 return self._upload_part(upload, request, body)
             if method == "POST" and isinstance(body, _Small):
@@ -386,6 +393,37 @@ class Sink:
         if previous is not None:
             self.release([previous[0]])
         return Reply(200, [("ETag", etag)])
+
+    def _copy_part(self, upload: _Upload, request: Request) -> Reply:
+        """UploadPartCopy of a whole object or a byte range of it (the gateway copies its stash of a last part)."""
+        number = request.query.get("partNumber", "")
+        source = self.objects.get(unquote(request.headers["x-amz-copy-source"]).lstrip("/").partition("?")[0])
+        if source is None or not number.isdigit():
+            return _error(404, "NoSuchKey")
+        start, end = 0, source.size
+        match = _RANGE.match(request.headers.get("x-amz-copy-source-range", ""))
+        if match and match.group(1) and match.group(2):
+            start, end = int(match.group(1)), int(match.group(2)) + 1
+        data = self.allocate(end - start)
+        if data is None:
+            return _error(507, "InsufficientStorage")
+        offset = 0
+        for view in source.read(start, end):
+            data[offset:offset + len(view)] = view
+            offset += len(view)
+        etag = f'"{secrets.token_hex(16)}"'
+        previous = upload.parts.get(int(number))
+        upload.parts[int(number)] = (_Piece(len(data), data=data), etag)
+        if previous is not None:
+            self.release([previous[0]])
+        return _xml("CopyPartResult", f"<ETag>{escape(etag)}</ETag>")
+
+    def _delete_many(self, bucket: str, xml: bytes | bytearray) -> Reply:
+        for key in _KEY.findall(xml):
+            stored = self.objects.pop(f"{bucket}/{unescape(key.decode())}", None)
+            if stored is not None:
+                self.release(stored.pieces)
+        return _xml("DeleteResult", "")
 
     def _complete_upload(self, upload_id: str, upload: _Upload, xml: bytes | bytearray) -> Reply:
         numbers = [int(n) for n in _PART.findall(xml)]

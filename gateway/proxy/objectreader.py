@@ -25,7 +25,7 @@ from gateway.proxy.context import Gateway
 from gateway.proxy.headers import client_response_headers
 from gateway.proxy.passthrough import multipart_part_count
 from gateway.proxy.pipeline import ordered_work
-from gateway.proxy.responses import sse_headers
+from gateway.proxy.responses import read_upto, sse_headers
 from gateway.s3.metadata import envelope_fields
 from gateway.s3.ranges import content_range, parse_range
 
@@ -253,7 +253,7 @@ class ObjectReader:
 
     async def _read_tail(self, etag: str, length: int) -> bytes:
         response = await self._fetch(etag, f"bytes=-{length}")
-        data = await response.content.read(length + 1)
+        data = await read_upto(response, length + 1)
         response.close()
         if len(data) != length:
             raise errors.TamperedCiphertext("The stored object is shorter than its recorded size.")

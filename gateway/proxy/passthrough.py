@@ -14,7 +14,7 @@ from gateway.format.sizes import plaintext_size
 from gateway.proxy.body import ClientBody
 from gateway.proxy.context import Gateway
 from gateway.proxy.headers import client_response_headers, forwardable_request_headers
-from gateway.proxy.responses import abort, relay_upstream_error
+from gateway.proxy.responses import abort, read_upto, relay_upstream_error
 from gateway.proxy.uploadstate import is_reserved_key
 from gateway.s3.addressing import Target
 from gateway.s3.operations import Operation
@@ -88,7 +88,7 @@ async def delete_bucket(gw: Gateway, request: web.Request, target: Target, verif
                 return web.Response(status=response.status, headers=out)
             if response.status != 409 or attempt == 2:
                 return await relay_upstream_error(response)
-            body = await response.content.read(64 * 1024)
+            body = await read_upto(response, 64 * 1024)
         error = parse_error(body)
         if error is None or error[0] != "BucketNotEmpty" or not await gw.uploads.only_records_left(target.bucket):
             return web.Response(status=409, body=body, headers=out)

@@ -32,9 +32,21 @@ def error_response(exc: errors.S3Error, resource: str, request_id: str, head: bo
 
 async def relay_upstream_error(response: aiohttp.ClientResponse) -> web.Response:
     """An upstream 3xx/4xx/5xx, passed on: its status, its (small) XML body, none of its ciphertext headers."""
-    body = await response.content.read(_MAX_ERROR_BODY_BYTES)
+    body = await read_upto(response, _MAX_ERROR_BODY_BYTES)
     headers = client_response_headers(response.headers)
     return web.Response(status=response.status, body=body or None, headers=headers)
+
+
+async def read_upto(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, or its first `limit` bytes. (StreamReader.read(n) returns what is buffered, possibly fewer than
+    n bytes before the end: one call is not "the body".)"""
+    data = bytearray()
+    while len(data) < limit:
+        chunk = await response.content.read(limit - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
 
 
 async def result_document(response: aiohttp.ClientResponse, what: str

@@ -29,6 +29,7 @@ from gateway import errors
 from gateway.format.envelope import (Header, MultipartKeys, WrappedKey, encryption_context, metadata_for,
                                      open_multipart_keys, parse_metadata)
 from gateway.keys.kms import KeyService
+from gateway.proxy.responses import read_upto
 from gateway.proxy.upstream import Upstream
 from gateway.s3.multipart_xml import delete_objects_body, list_keys
 
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 RESERVED_KEY_PREFIX = ".envelope-gateway/"
 UPLOADS_PREFIX = RESERVED_KEY_PREFIX + "uploads/"
 _STATE_FORMAT = 1
+# A state object is about 1 KiB (the header and one or two wrapped keys).
+_MAX_STATE_BYTES = 64 * 1024
 # DeleteObjects takes at most 1,000 keys per request.
 _DELETE_BATCH = 1000
 
@@ -163,7 +166,7 @@ class UploadStates:
                 raise errors.NoSuchUpload(UploadId=upload_id)
             if response.status != 200:
                 raise errors.UpstreamError("The object store did not return the multipart upload's record.")
-            state = UploadState.decode(await response.content.read(64 * 1024))
+            state = UploadState.decode(await read_upto(response, _MAX_STATE_BYTES))
         if state.upload_id != upload_id:
             raise errors.NoSuchUpload(UploadId=upload_id)
         return state
@@ -256,6 +259,6 @@ class UploadStates:
             if response.status != 200:
                 return None
             try:
-                return UploadState.decode(await response.content.read(64 * 1024))
+                return UploadState.decode(await read_upto(response, _MAX_STATE_BYTES))
             except errors.S3Error:
                 return None

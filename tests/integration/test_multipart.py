@@ -4,6 +4,8 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import os
+import http.client
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -463,3 +465,29 @@ def test_kms_stays_out_of_the_part_path(s3, stack):
     after = _kms_calls(stack)
     assert after.get("GenerateDataKey", 0) - before.get("GenerateDataKey", 0) == 1
     assert after.get("Decrypt", 0) - before.get("Decrypt", 0) == 1
+
+
+@pytest.mark.parametrize("part_number, size", [(1, 5_367_398_705), (10_000, 5_366_798_741)])
+def test_a_part_too_large_for_its_ciphertext_is_refused_before_its_body(s3, stack, part_number, size):
+    """5 GiB of plaintext would be 5 GiB + 1.25 MiB stored: refused clearly, before a byte of the body is sent."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    key = _key()
+    upload_id = s3.create_multipart_upload(Bucket=stack.bucket, Key=key)["UploadId"]
+    port = int(stack.http.url.rsplit(":", 1)[1])
+    path = f"/{stack.bucket}/{key}?partNumber={part_number}&uploadId={urllib.parse.quote(upload_id, safe='')}"
+    request = AWSRequest("PUT", f"http://127.0.0.1:{port}{path}",
+                         headers={"Content-Length": str(size), "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
+                                  "Expect": "100-continue"})
+    S3SigV4Auth(Credentials(stack.access_key_id, stack.secret_access_key), "s3", "us-east-1").add_auth(request)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.putrequest("PUT", path, skip_host=True, skip_accept_encoding=True)
+    for name, value in [("Host", f"127.0.0.1:{port}"), *request.headers.items()]:
+        connection.putheader(name, value)
+    connection.endheaders()
+    response = connection.getresponse()  # no body sent: the answer comes on the headers alone
+    body = response.read()
+    assert response.status == 400 and b"<Code>EntityTooLarge</Code>" in body
+    s3.abort_multipart_upload(Bucket=stack.bucket, Key=key, UploadId=upload_id)
