@@ -181,6 +181,8 @@ async def _store_part(gw: Gateway, target: Target, upload_id: str, number: int, 
             if response.status != 200:
                 raise errors.UpstreamError("The object store did not take the part.")
             etag = normalise_etag(response.headers.get("ETag", ""))
+    if not etag:
+        raise errors.UpstreamError("The object store returned no ETag for the part.")
     await gw.uploads.add_record(target.bucket, upload_id, PartRecord(number, etag, body.length, salt, stashed))
     return etag, sealed.state.echo_headers
 

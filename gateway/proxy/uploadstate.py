@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import logging
 import time
 from collections import OrderedDict
@@ -40,6 +41,8 @@ UPLOADS_PREFIX = RESERVED_KEY_PREFIX + "uploads/"
 _STATE_FORMAT = 1
 # A state object is about 1 KiB (the header and one or two wrapped keys).
 _MAX_STATE_BYTES = 64 * 1024
+# p<number>.<base64url ETag>.<plaintext size>.<salt hex>.<p|s> — exactly what PartRecord.name writes.
+_RECORD = re.compile(r"\Ap(\d{5})\.([A-Za-z0-9_-]+)\.(0|[1-9]\d{0,11})\.([0-9a-f]{64})\.([ps])\Z", re.ASCII)
 # DeleteObjects takes at most 1,000 keys per request.
 _DELETE_BATCH = 1000
 
@@ -80,7 +83,7 @@ class UploadState:
                 raise ValueError("unknown state format")
             header, wrapped = parse_metadata(doc["envelope"])
             return cls(doc["key"], doc["upload_id"], header, wrapped)
-        except (ValueError, KeyError, TypeError, errors.S3Error):
+        except (ValueError, KeyError, TypeError, AttributeError, errors.S3Error):
             raise errors.InternalError("The gateway's record of this multipart upload is unreadable.") from None
 
 
@@ -99,16 +102,18 @@ class PartRecord:
 
     @classmethod
     def parse(cls, name: str) -> PartRecord | None:
-        """The record a key names, or None for keys that are not records (the state, stashes)."""
-        leaf = name.rsplit("/", 1)[-1]
-        fields = leaf.split(".")
-        if len(fields) != 5 or not fields[0].startswith("p") or fields[4] not in ("s", "p"):
+        """The record a key names, or None for keys that are not records (the state, stashes) or malformed."""
+        match = _RECORD.match(name.rsplit("/", 1)[-1])
+        if match is None:
             return None
+        number, etag, size, salt, kind = match.groups()
         try:
-            return cls(int(fields[0][1:]), _unb64(fields[1]).decode(), int(fields[2]), bytes.fromhex(fields[3]),
-                       fields[4] == "s")
+            text = _unb64(etag).decode()
         except ValueError:
             return None
+        if not 1 <= int(number) <= 10_000 or not text or _b64(text.encode()) != etag:
+            return None
+        return cls(int(number), text, int(size), bytes.fromhex(salt), kind == "s")
 
 
 def stash_key(upload_id: str, number: int, salt: bytes) -> str:

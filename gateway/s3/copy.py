@@ -8,7 +8,7 @@ from urllib.parse import quote, unquote
 
 from gateway import errors
 
-_COPY_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
+_COPY_RANGE = re.compile(r"\Abytes=([0-9]+)-([0-9]+)\Z")
 # x-amz-copy-source-if-* → the GET/HEAD condition the store evaluates against the source.
 _CONDITIONS = {"x-amz-copy-source-if-match": "if-match", "x-amz-copy-source-if-none-match": "if-none-match",
                "x-amz-copy-source-if-modified-since": "if-modified-since",
@@ -36,7 +36,7 @@ def parse_copy_source(value: str) -> CopySource:
     version_id = None
     if query:
         name, _, version = query.partition("=")
-        if name != "versionId" or not version:
+        if name != "versionId" or not version or "&" in version:
             raise errors.InvalidArgument("Unsupported copy source parameter.", ArgumentName="x-amz-copy-source")
         version_id = unquote(version)
     bucket, _, key = unquote(path).lstrip("/").partition("/")

@@ -119,9 +119,10 @@ def delete_objects_body(keys: list[str]) -> bytes:
 
 
 def delete_request_keys(body: bytes) -> list[str]:
-    """The keys a client's DeleteObjects body names (empty if it is not readable: the store will refuse it)."""
+    """The keys a client's DeleteObjects body names. MalformedXML if the gateway cannot read it: a body the
+    gateway cannot check (a DTD, say) must not reach a store that might read it differently."""
     try:
         root = _parse(body)
     except (SafeET.ParseError, DefusedXmlException, ValueError):
-        return []
+        raise errors.MalformedXML() from None
     return [_child_text(entry, "Key") or "" for entry in root if _split(entry.tag)[1] == "Object"]
