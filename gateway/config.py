@@ -365,6 +365,8 @@ class Settings(_Section):
     audit_log_file: Path | None = None
     # After SIGTERM: stop being ready, stop accepting, let transfers run this long, then abort the rest.
     shutdown_grace_seconds: Float = Field(25.0, ge=0, le=3600)
+    # SO_SNDBUF of client and store connections (gateway.proxy.sockets); 0: the kernel's autotuning.
+    socket_send_buffer_bytes: Int = Field(4 * MiB, ge=0, le=64 * MiB)
 
     @field_validator("admin_listen")
     @classmethod

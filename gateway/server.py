@@ -21,6 +21,7 @@ from gateway.proxy.app import build_app
 from gateway.proxy.context import Gateway
 from gateway.proxy.health import Readiness
 from gateway.proxy.pool import CryptoPool
+from gateway.proxy.sockets import listening_socket
 from gateway.proxy.uploadstate import UploadStates
 from gateway.proxy.upstream import CredentialSource, SdkCredentials, Upstream
 
@@ -75,7 +76,8 @@ async def run(settings: Settings, overrides: Overrides | None = None,
                         overrides.upstream_credentials or SdkCredentials(), metrics,
                         max_connections=settings.upstream.max_connections,
                         connect_timeout_seconds=settings.upstream.connect_timeout_seconds,
-                        read_timeout_seconds=settings.upstream.read_timeout_seconds)
+                        read_timeout_seconds=settings.upstream.read_timeout_seconds,
+                        send_buffer_bytes=settings.socket_send_buffer_bytes)
     keys = KeyService(settings.kms.key_id, metrics,
                       endpoint_url=str(settings.kms.endpoint).rstrip("/") if settings.kms.endpoint else None,
                       region=_region(settings.kms.region or settings.upstream.region),
@@ -107,8 +109,9 @@ async def run(settings: Settings, overrides: Overrides | None = None,
         await admin_runner.setup()
         await web.TCPSite(admin_runner, settings.admin_listen.host, settings.admin_listen.port).start()
         await s3_runner.setup()
-        s3_site = web.TCPSite(s3_runner, settings.listen.host, settings.listen.port,
-                              ssl_context=_ssl_context(settings), backlog=1024)
+        s3_site = web.SockSite(s3_runner, listening_socket(settings.listen.host, settings.listen.port,
+                                                           settings.socket_send_buffer_bytes, backlog=1024),
+                               ssl_context=_ssl_context(settings))
         await s3_site.start()
         gw.ready = True
         log.info("listening: s3=%s://%s:%d admin=http://%s:%d upstream=%s",
@@ -128,7 +131,7 @@ async def run(settings: Settings, overrides: Overrides | None = None,
         pool.close()
 
 
-async def _drain(gw: Gateway, site: web.TCPSite, grace_seconds: float) -> None:
+async def _drain(gw: Gateway, site: web.BaseSite, grace_seconds: float) -> None:
     """Not ready, no new connections; in-flight requests get `grace_seconds` to finish. What is still running
     afterwards is cancelled by the runner's cleanup: a cancelled upload aborts its upstream body before the last
     byte, so it never becomes an object."""

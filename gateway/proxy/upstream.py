@@ -6,6 +6,7 @@ or an async iterator of ciphertext with an exact Content-Length, so the store ne
 from __future__ import annotations
 
 import datetime
+import socket
 import time
 from collections.abc import AsyncIterable, Sequence
 from typing import Protocol
@@ -18,6 +19,7 @@ from yarl import URL
 from gateway import errors
 from gateway.observability.logs import upstream_request_id
 from gateway.observability.metrics import Metrics
+from gateway.proxy.sockets import set_send_buffer
 from gateway.s3.sigv4 import UNSIGNED_PAYLOAD, Credentials, sign_request
 
 _SAFE_QUERY = "-_.~"
@@ -60,7 +62,7 @@ def encode_query(params: Sequence[tuple[str, str]]) -> str:
 class Upstream:
     def __init__(self, endpoint: str, region: str, addressing_style: str, credentials: CredentialSource,
                  metrics: Metrics, *, max_connections: int = 256, connect_timeout_seconds: float = 10,
-                 read_timeout_seconds: float = 300) -> None:
+                 read_timeout_seconds: float = 300, send_buffer_bytes: int = 0) -> None:
         self.endpoint = endpoint
         parts = urlsplit(endpoint)
         self._scheme = parts.scheme or "https"
@@ -73,10 +75,18 @@ class Upstream:
         self._max_connections = max_connections
         self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_seconds,
                                               sock_read=read_timeout_seconds)
+        self._send_buffer_bytes = send_buffer_bytes
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self._max_connections, enable_cleanup_closed=True)
+        def socket_factory(addr_info: tuple) -> socket.socket:
+            family, type_, proto, _, _ = addr_info
+            sock = socket.socket(family=family, type=type_, proto=proto)
+            set_send_buffer(sock, self._send_buffer_bytes)
+            return sock
+
+        connector = aiohttp.TCPConnector(limit=self._max_connections, enable_cleanup_closed=True,
+                                         socket_factory=socket_factory)
         # auto_decompress=False: a gzip-encoded object is opaque ciphertext to us; it must not be touched.
         self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, auto_decompress=False,
                                               skip_auto_headers=("User-Agent", "Content-Type"))
