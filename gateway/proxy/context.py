@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gateway.keys.kms import KeyService
+from gateway.proxy.budget import BatchBudget, BufferPool
 from gateway.observability.metrics import Metrics
 from gateway.proxy.pool import CryptoPool
 from gateway.proxy.uploadstate import UploadStates
@@ -17,6 +18,8 @@ class Gateway:
     pool: CryptoPool
     metrics: Metrics
     uploads: UploadStates
+    budget: BatchBudget
+    buffers: BufferPool
     client_secrets: dict[str, str] = field(repr=False)
     virtual_host_domains: tuple[str, ...] = ()
     batch_bytes: int = 1 << 20

@@ -21,6 +21,7 @@ from gateway.format.fetchplan import parse_content_range, upstream_range
 from gateway.format.multipart import MAX_PARTS
 from gateway.format.segments import open_batch
 from gateway.format.sizes import SEALED_SEGMENT_SIZE_BYTES, SEGMENT_SIZE_BYTES, covering_segments, plaintext_size
+from gateway.proxy.budget import Lease
 from gateway.proxy.context import Gateway
 from gateway.proxy.headers import client_response_headers
 from gateway.proxy.passthrough import multipart_part_count
@@ -103,15 +104,17 @@ async def _stored_views(content: aiohttp.StreamReader, skip: int, need: int) -> 
             yield view
 
 
-async def _sealed_batches(content: aiohttp.StreamReader, skip: int, runs: list[_Run], batch_bytes: int
-                          ) -> AsyncIterator[_Sealed]:
-    """The runs' stored bytes, cut into batches of whole sealed segments that never straddle two runs."""
+async def _sealed_batches(content: aiohttp.StreamReader, skip: int, runs: list[_Run], batch_bytes: int,
+                          lease: Lease) -> AsyncIterator[_Sealed]:
+    """The runs' stored bytes, cut into batches of whole sealed segments that never straddle two runs; each
+    batch buffer is taken once the memory budget allows it."""
     sealed_per_batch = batch_bytes // SEGMENT_SIZE_BYTES * SEALED_SEGMENT_SIZE_BYTES
     views = _stored_views(content, skip, sum(run.stored_bytes for run in runs))
     pending = memoryview(b"")
     for run in runs:
         left, index = run.stored_bytes, run.first_index
         while left:
+            await lease.acquire()
             buffer, filled = bytearray(min(sealed_per_batch, left)), 0
             while filled < len(buffer):
                 if not pending:
@@ -287,28 +290,35 @@ class ObjectReader:
 
         need = last - first + 1
         gw.metrics.ciphertext_bytes.labels("in").inc(need)
-        sealed = _sealed_batches(response.content, stored_skip, runs, gw.batch_bytes)
+        lease = gw.budget.lease()
+        sealed = _sealed_batches(response.content, stored_skip, runs, gw.batch_bytes, lease)
         if need <= SEALED_SEGMENT_SIZE_BYTES:
             async def inline() -> AsyncIterator[bytearray]:
                 # One segment: opened on the event loop (microseconds), no pool hop, no pipeline tasks.
                 async for batch in sealed:
                     yield open_(batch)
-            return _trimmed(inline(), skip, length)
-        return _trimmed(ordered_work(sealed, open_, gw.pool, gw.inflight_batches), skip, length)
+            return _trimmed(inline(), skip, length, lease)
+        return _trimmed(ordered_work(sealed, open_, gw.pool, gw.inflight_batches), skip, length, lease)
 
 
-async def _trimmed(plaintexts: AsyncIterator[bytearray], skip: int, length: int) -> AsyncIterator[memoryview]:
+async def _trimmed(plaintexts: AsyncIterator[bytearray], skip: int, length: int, lease: Lease
+                   ) -> AsyncIterator[memoryview]:
     """The `length` bytes after `skip` of the opened batches. Every batch is opened, even past the range's end
-    (there are none: the window ends with the last covering segment), and a short object is tampering."""
+    (there are none: the window ends with the last covering segment), and a short object is tampering. A
+    batch's share of the memory budget is returned once its bytes were taken (written) by the consumer."""
     remaining = length
-    async for plaintext in plaintexts:
-        view = memoryview(plaintext)[skip:skip + remaining]
-        skip = 0
-        if view:
-            remaining -= len(view)
-            yield view
-    if remaining:
-        raise errors.TamperedCiphertext("The stored object ended before the requested range.")
+    try:
+        async for plaintext in plaintexts:
+            view = memoryview(plaintext)[skip:skip + remaining]
+            skip = 0
+            if view:
+                remaining -= len(view)
+                yield view
+            lease.release()
+        if remaining:
+            raise errors.TamperedCiphertext("The stored object ended before the requested range.")
+    finally:
+        lease.close()
 
 
 async def _nothing() -> AsyncIterator[memoryview]:

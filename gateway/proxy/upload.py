@@ -18,8 +18,10 @@ from gateway.format.envelope import ObjectKey, encryption_context, metadata_for,
 from gateway.format.segments import seal_batch
 from gateway.format.sizes import SEGMENT_SIZE_BYTES, ciphertext_size, largest_plaintext_within
 from gateway.proxy.body import ClientBody
+from gateway.proxy.budget import BufferPool, Lease
 from gateway.proxy.context import Gateway
 from gateway.proxy.headers import object_write_headers
+from gateway.proxy.objectreader import PlaintextBody
 from gateway.proxy.pipeline import ordered_work
 from gateway.proxy.responses import relay_upstream_error, sse_headers
 from gateway.s3.addressing import Target
@@ -49,25 +51,14 @@ class _UploadState:
     echo_headers: dict[str, str] = field(default_factory=dict)
 
 
-class _Buffers:
-    """Plaintext batch buffers of one transfer, reused once sealed: a fresh 1 MiB bytearray is zero-filled and
-    page-faulted in on every batch otherwise (256 faults per MiB; microseconds each in a VM)."""
-
-    def __init__(self, size: int, keep: int) -> None:
-        self._size, self._keep, self._free = size, keep, []
-
-    def take(self) -> bytearray:
-        return self._free.pop() if self._free else bytearray(self._size)
-
-    def give(self, buffer: bytearray) -> None:
-        if len(self._free) < self._keep and len(buffer) == self._size:
-            self._free.append(buffer)
-
-
-async def _batches(body: ClientBody, batch_bytes: int, buffers: _Buffers | None = None) -> AsyncIterator[_Batch]:
-    """Plaintext cut into batches of whole segments; the last one, flagged final, only after the body's EOF."""
+async def _batches(body: ClientBody | PlaintextBody, batch_bytes: int, buffers: BufferPool | None = None,
+                   lease: Lease | None = None) -> AsyncIterator[_Batch]:
+    """Plaintext cut into batches of whole segments; the last one, flagged final, only after the body's EOF.
+    With a lease, each batch buffer is taken only once the memory budget allows it."""
     segments_per_batch = batch_bytes // SEGMENT_SIZE_BYTES
-    buffers = buffers or _Buffers(batch_bytes, 0)
+    buffers = buffers or BufferPool(batch_bytes, 0)
+    if lease is not None:
+        await lease.acquire()
     buffer, filled, index, batched = buffers.take(), 0, 0, 0
     async for piece in body.pieces():
         view = memoryview(piece)
@@ -79,6 +70,8 @@ async def _batches(body: ClientBody, batch_bytes: int, buffers: _Buffers | None 
             # trailers) below. pieces() guarantees the body holds no more than body.length bytes.
             if filled == batch_bytes and batched < body.length:
                 yield _Batch(buffer, filled, index, final=False)
+                if lease is not None:
+                    await lease.acquire()
                 buffer, filled, index = buffers.take(), 0, index + segments_per_batch
     yield _Batch(buffer, filled, index, final=True)
 
@@ -92,10 +85,15 @@ class SealedBody:
     state: _UploadState
 
 
-async def seal_client_body(gw: Gateway, body: ClientBody, key: ObjectKey, part_number: int = 0) -> SealedBody:
-    """Seal `body` under `key` (an object key, or a part key with its part number in every nonce)."""
+async def seal_client_body(gw: Gateway, body: ClientBody | PlaintextBody, key: ObjectKey, part_number: int = 0
+                           ) -> SealedBody:
+    """Seal `body` under `key` (an object key, or a part key with its part number in every nonce).
+
+    A client body takes its batches from the process-wide budget; a PlaintextBody (UploadPartCopy) does not:
+    its bytes are already counted by the read that produces them, and a second lease could wait on itself.
+    """
     state = _UploadState()
-    buffers = _Buffers(gw.batch_bytes, gw.inflight_batches + 2)
+    buffers = gw.buffers
 
     def seal(batch: _Batch) -> bytearray:
         with memoryview(batch.buffer)[:batch.size] as view:
@@ -108,16 +106,22 @@ async def seal_client_body(gw: Gateway, body: ClientBody, key: ObjectKey, part_n
         return sealed_bytes
 
     async def sealed() -> AsyncIterator[bytearray]:
+        lease = gw.budget.lease() if isinstance(body, ClientBody) else None
         try:
             # ordered_work() already reads its source ahead in a task of its own: no second prefetch here
             # (each one holds up to `inflight_batches` more batches of every transfer in memory).
-            async for chunk in ordered_work(_batches(body, gw.batch_bytes, buffers), seal, gw.pool,
+            async for chunk in ordered_work(_batches(body, gw.batch_bytes, buffers, lease), seal, gw.pool,
                                             gw.inflight_batches):
                 gw.metrics.ciphertext_bytes.labels("out").inc(len(chunk))
                 yield chunk
+                if lease is not None:
+                    lease.release()  # this batch is written (aiohttp asks for the next one only then)
         except BaseException as exc:
             state.error = exc
             raise
+        finally:
+            if lease is not None:
+                lease.close()
         gw.metrics.plaintext_bytes.labels("in").inc(body.length)
 
     size = ciphertext_size(body.length)

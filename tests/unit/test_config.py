@@ -238,8 +238,9 @@ def test_many_problems_with_paths(tmp_path: Path) -> None:
         "kms": {"key_id": "   "},
         "clients": [{"access_key_id": "a"}, {"access_key_id": "has space", "secret_access_key": ""}],
         "virtual_host_domains": ["ok.example", "https://bad.example"],
-        "crypto": {"workers": 0, "batch_bytes": 100000, "inflight_batches_per_request": 65},
+        "crypto": {"workers": 0, "batch_bytes": 100000, "inflight_batches_per_request": 65, "buffered_batches": 1},
         "max_skew_seconds": 0,
+        "socket_send_buffer_bytes": -1,
         "log_level": "TRACE",
         "log_format": "xml",
         "endpoint": "http://x",
@@ -249,8 +250,8 @@ def test_many_problems_with_paths(tmp_path: Path) -> None:
         "listen", "tls.cert_file", "tls.key_file", "upstream.endpoint", "upstream.addressing_style",
         "upstream.max_connections", "upstream.read_timeout_seconds", "kms.key_id", "clients[0].secret_access_key",
         "clients[1].access_key_id", "clients[1].secret_access_key", "virtual_host_domains[1]", "crypto.workers",
-        "crypto.batch_bytes", "crypto.inflight_batches_per_request", "max_skew_seconds", "log_level", "log_format",
-        "endpoint"}, problems
+        "crypto.batch_bytes", "crypto.inflight_batches_per_request", "crypto.buffered_batches", "max_skew_seconds",
+        "socket_send_buffer_bytes", "log_level", "log_format", "endpoint"}, problems
     assert any(re.fullmatch(r"tls\.cert_file: file not found: .*missing-cert\.pem", p) for p in problems)
     assert "tls.key_file: field required" in problems
     assert "clients[0].secret_access_key: field required" in problems
@@ -293,7 +294,8 @@ def test_redacted_dict(tmp_path: Path) -> None:
     assert data["clients"] == [{"access_key_id": "AKIAIOSFODNN7EXAMPLE", "secret_access_key": "***"}]
     assert data["listen"] == "[::1]:8443" and data["admin_listen"] == "127.0.0.1:9090"
     assert data["kms"] == {"key_id": "alias/envelope", "endpoint": None, "region": None}
-    assert data["crypto"] == {"workers": None, "batch_bytes": 1048576, "inflight_batches_per_request": 4}
+    assert data["crypto"] == {"workers": None, "batch_bytes": 1048576, "inflight_batches_per_request": 4,
+                              "buffered_batches": 16}
     assert set(data) == set(Settings.model_fields)
     text = json.dumps(data)  # plain JSON, no default= needed
     assert SECRET not in text
