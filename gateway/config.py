@@ -338,9 +338,9 @@ class Client(_Section):
 class Crypto(_Section):
     workers: Int | None = Field(None, ge=1)
     batch_bytes: Int = Field(MiB, ge=SEGMENT_BYTES, le=16 * MiB)
-    inflight_batches_per_request: Int = Field(4, ge=1, le=64)
+    inflight_batches_per_request: Int = Field(2, ge=1, le=64)
     # Batches in flight in the whole process (gateway.proxy.budget): bounds memory under concurrency.
-    buffered_batches: Int = Field(16, ge=2, le=4096)
+    buffered_batches: Int = Field(12, ge=2, le=4096)
 
     @field_validator("batch_bytes")
     @classmethod

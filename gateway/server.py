@@ -21,7 +21,7 @@ from gateway.proxy.app import build_app
 from gateway.proxy.context import Gateway
 from gateway.proxy.health import Readiness
 from gateway.proxy.pool import CryptoPool
-from gateway.proxy.budget import BatchBudget, BufferPool
+from gateway.proxy.budget import BatchBudget
 from gateway.proxy.sockets import listening_socket
 from gateway.proxy.uploadstate import UploadStates
 from gateway.proxy.upstream import CredentialSource, SdkCredentials, Upstream
@@ -90,8 +90,7 @@ async def run(settings: Settings, overrides: Overrides | None = None,
                  batch_bytes=settings.crypto.batch_bytes,
                  inflight_batches=settings.crypto.inflight_batches_per_request,
                  max_skew_seconds=settings.max_skew_seconds,
-                 budget=BatchBudget(settings.crypto.buffered_batches),
-                 buffers=BufferPool(settings.crypto.batch_bytes, keep=settings.crypto.buffered_batches))
+                 budget=BatchBudget(settings.crypto.buffered_batches))
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -4,8 +4,14 @@ Each segment is AES-256-GCM(object_key, nonce_i, plaintext_i, aad = b"") = ciphe
 run of consecutive segments handled in one call: the gateway runs one call per ~1–4 MiB in a thread pool, so
 the loops below do no per-segment allocation beyond the 12-byte nonce: AESGCM.encrypt_into / decrypt_into
 write straight into one preallocated bytearray through memoryview slices.
+
+A batch's input may be one buffer or a list of pieces (the chunks as the network delivered them): a segment that
+lies within one piece is read in place, and only a segment that straddles two pieces is copied, into a scratch
+buffer. This runs in the crypto threads, so the event loop never copies a body into batches itself.
 """
 from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
 
 from cryptography.exceptions import InvalidTag
 
@@ -36,22 +42,58 @@ def _prefix(part_number: int) -> bytes:
     return part_number.to_bytes(4, "big")
 
 
-def _byte_view(data: bytes | bytearray | memoryview) -> memoryview:
+Buffer = bytes | bytearray | memoryview
+
+
+def _byte_view(data: Buffer) -> memoryview:
     view = memoryview(data)
     if view.format != "B" or view.ndim != 1 or not view.c_contiguous:
         view = view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
     return view
 
 
-def seal_batch(key: ObjectKey, first_index: int, plaintext: bytes | bytearray | memoryview, final: bool,
+def _pieces(data: Buffer | Sequence[Buffer]) -> list[memoryview]:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return [_byte_view(data)]
+    return [view for view in map(_byte_view, data) if len(view)]
+
+
+def _segments(pieces: list[memoryview], segment_bytes: int) -> Iterator[memoryview]:
+    """Consecutive views of `segment_bytes` (the last one may be shorter) over the concatenation of `pieces`.
+    A view is valid until the next one is taken (straddling segments share one scratch buffer)."""
+    scratch: memoryview | None = None
+    index, offset, count = 0, 0, len(pieces)
+    while index < count:
+        piece = pieces[index]
+        if len(piece) - offset >= segment_bytes:
+            yield piece[offset:offset + segment_bytes]
+            offset += segment_bytes
+            if offset == len(piece):
+                index, offset = index + 1, 0
+            continue
+        if scratch is None:
+            scratch = memoryview(bytearray(segment_bytes))
+        filled = 0
+        while filled < segment_bytes and index < count:
+            piece = pieces[index]
+            take = min(segment_bytes - filled, len(piece) - offset)
+            scratch[filled:filled + take] = piece[offset:offset + take]
+            filled, offset = filled + take, offset + take
+            if offset == len(piece):
+                index, offset = index + 1, 0
+        yield scratch[:filled]
+
+
+def seal_batch(key: ObjectKey, first_index: int, plaintext: Buffer | Sequence[Buffer], final: bool,
                part_number: int = 0) -> bytearray:
     """Seal consecutive segments starting at `first_index`; returns their stored bytes.
 
-    Unless `final`, the plaintext must be whole segments (a multiple of S). If `final`, the last segment (short,
-    full, or — only for an empty object, first_index 0 — empty) gets the final flag.
+    `plaintext` is one buffer or a list of pieces, read as their concatenation. Unless `final`, it must be
+    whole segments (a multiple of S). If `final`, the last segment (short, full, or — only for an empty object,
+    first_index 0 — empty) gets the final flag.
     """
-    view = _byte_view(plaintext)
-    size = len(view)
+    pieces = _pieces(plaintext)
+    size = sum(map(len, pieces))
     if first_index < 0:
         raise ValueError("segment index must not be negative")
     if final:
@@ -71,26 +113,27 @@ def seal_batch(key: ObjectKey, first_index: int, plaintext: bytes | bytearray | 
     sealed = memoryview(out)
     encrypt_into = key._aead.encrypt_into
     last = count - 1
-    for j in range(count):
-        p = j * SEGMENT_SIZE_BYTES
-        q = min(p + SEGMENT_SIZE_BYTES, size)
+    segments = _segments(pieces, SEGMENT_SIZE_BYTES) if size else iter([memoryview(b"")] * count)
+    for j, segment in enumerate(segments):
         c = j * SEALED_SEGMENT_SIZE_BYTES
-        encrypt_into(_nonce(prefix, first_index + j, final and j == last), view[p:q], _AAD,
-                     sealed[c:c + (q - p) + TAG_SIZE_BYTES])
+        encrypt_into(_nonce(prefix, first_index + j, final and j == last), segment, _AAD,
+                     sealed[c:c + len(segment) + TAG_SIZE_BYTES])
     return out
 
 
-def open_batch(key: ObjectKey, first_index: int, ciphertext: bytes | bytearray | memoryview, final_index: int,
+def open_batch(key: ObjectKey, first_index: int, ciphertext: Buffer | Sequence[Buffer], final_index: int,
                part_number: int = 0) -> bytearray:
     """Open consecutive sealed segments starting at `first_index`; returns their plaintext, all or nothing.
+
+    `ciphertext` is one buffer or a list of pieces, read as their concatenation.
 
     `final_index` is the index of the object's final segment (from its stored size): that segment, and only it,
     is opened with the final flag. The framing is checked before any decryption: every segment before the final
     one must be full, the final one must hold more than a tag (exactly a tag only when it is segment 0 — the empty
     object), and no segment may follow it. Any failure is TamperedCiphertext, and no plaintext is returned.
     """
-    view = _byte_view(ciphertext)
-    size = len(view)
+    pieces = _pieces(ciphertext)
+    size = sum(map(len, pieces))
     if first_index < 0 or final_index < 0:
         raise ValueError("segment index must not be negative")
     if size == 0:
@@ -112,13 +155,11 @@ def open_batch(key: ObjectKey, first_index: int, ciphertext: bytes | bytearray |
     opened = memoryview(out)
     decrypt_into = key._aead.decrypt_into
     try:
-        for j in range(count):
+        for j, segment in enumerate(_segments(pieces, SEALED_SEGMENT_SIZE_BYTES)):
             index = first_index + j
-            c = j * SEALED_SEGMENT_SIZE_BYTES
-            d = min(c + SEALED_SEGMENT_SIZE_BYTES, size)
             p = j * SEGMENT_SIZE_BYTES
-            decrypt_into(_nonce(prefix, index, index == final_index), view[c:d], _AAD,
-                         opened[p:p + (d - c) - TAG_SIZE_BYTES])
+            decrypt_into(_nonce(prefix, index, index == final_index), segment, _AAD,
+                         opened[p:p + len(segment) - TAG_SIZE_BYTES])
     except InvalidTag:
         # decrypt_into may have written unauthenticated plaintext before the tag check: wipe it.
         opened[:] = bytes(len(out))

@@ -1,4 +1,4 @@
-"""The process-wide memory budget for batches in flight, and the shared pool of plaintext batch buffers.
+"""The process-wide memory budget for batches in flight.
 
 Each transfer keeps a few batches in flight (reading, in the crypto pool, being written). Bounded per transfer
 only, memory grows with the number of concurrent transfers although the pool cannot work on more than a few
@@ -42,22 +42,3 @@ class Lease:
     def close(self) -> None:
         while self._held:
             self.release()
-
-
-class BufferPool:
-    """Plaintext batch buffers shared by all transfers, reused once sealed: a fresh 1 MiB bytearray is
-    zero-filled and page-faulted in on every batch otherwise (256 faults per MiB; microseconds each in a VM).
-    It keeps at most `keep` idle buffers (the budget bounds how many are in use)."""
-
-    def __init__(self, size: int, keep: int) -> None:
-        self.size, self._keep, self._free = size, keep, []
-
-    def take(self) -> bytearray:
-        try:
-            return self._free.pop()  # atomic under the GIL: give() runs in the crypto threads
-        except IndexError:
-            return bytearray(self.size)
-
-    def give(self, buffer: bytearray) -> None:
-        if len(self._free) < self._keep and len(buffer) == self.size:
-            self._free.append(buffer)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gateway.keys.kms import KeyService
-from gateway.proxy.budget import BatchBudget, BufferPool
+from gateway.proxy.budget import BatchBudget
 from gateway.observability.metrics import Metrics
 from gateway.proxy.pool import CryptoPool
 from gateway.proxy.uploadstate import UploadStates
@@ -19,7 +19,6 @@ class Gateway:
     metrics: Metrics
     uploads: UploadStates
     budget: BatchBudget
-    buffers: BufferPool
     client_secrets: dict[str, str] = field(repr=False)
     virtual_host_domains: tuple[str, ...] = ()
     batch_bytes: int = 1 << 20

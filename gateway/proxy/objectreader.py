@@ -79,7 +79,7 @@ class _Run:
 
 @dataclass
 class _Sealed:
-    buffer: bytearray
+    pieces: list[memoryview]  # stored bytes as they arrived (views, not copies): opened in place
     size: int
     first_index: int
     run: _Run
@@ -106,8 +106,9 @@ async def _stored_views(content: aiohttp.StreamReader, skip: int, need: int) -> 
 
 async def _sealed_batches(content: aiohttp.StreamReader, skip: int, runs: list[_Run], batch_bytes: int,
                           lease: Lease) -> AsyncIterator[_Sealed]:
-    """The runs' stored bytes, cut into batches of whole sealed segments that never straddle two runs; each
-    batch buffer is taken once the memory budget allows it."""
+    """The runs' stored bytes, cut into batches of whole sealed segments that never straddle two runs: lists of
+    views of the chunks as they arrived (the event loop copies nothing); each batch is started once the memory
+    budget allows it."""
     sealed_per_batch = batch_bytes // SEGMENT_SIZE_BYTES * SEALED_SEGMENT_SIZE_BYTES
     views = _stored_views(content, skip, sum(run.stored_bytes for run in runs))
     pending = memoryview(b"")
@@ -115,15 +116,15 @@ async def _sealed_batches(content: aiohttp.StreamReader, skip: int, runs: list[_
         left, index = run.stored_bytes, run.first_index
         while left:
             await lease.acquire()
-            buffer, filled = bytearray(min(sealed_per_batch, left)), 0
-            while filled < len(buffer):
+            want, pieces, filled = min(sealed_per_batch, left), [], 0
+            while filled < want:
                 if not pending:
                     pending = await anext(views)
-                take = min(len(pending), len(buffer) - filled)
-                buffer[filled:filled + take] = pending[:take]
+                take = min(len(pending), want - filled)
+                pieces.append(pending[:take])
                 filled, pending = filled + take, pending[take:]
             left -= filled
-            yield _Sealed(buffer, filled, index, run)
+            yield _Sealed(pieces, filled, index, run)
             index += filled // SEALED_SEGMENT_SIZE_BYTES
 
 
@@ -285,8 +286,7 @@ class ObjectReader:
 
         def open_(sealed: _Sealed) -> bytearray:
             run = sealed.run
-            return open_batch(run.key, sealed.first_index, memoryview(sealed.buffer)[:sealed.size],
-                              run.final_index, run.part_number)
+            return open_batch(run.key, sealed.first_index, sealed.pieces, run.final_index, run.part_number)
 
         need = last - first + 1
         gw.metrics.ciphertext_bytes.labels("in").inc(need)

@@ -18,7 +18,7 @@ from gateway.format.envelope import ObjectKey, encryption_context, metadata_for,
 from gateway.format.segments import seal_batch
 from gateway.format.sizes import SEGMENT_SIZE_BYTES, ciphertext_size, largest_plaintext_within
 from gateway.proxy.body import ClientBody
-from gateway.proxy.budget import BufferPool, Lease
+from gateway.proxy.budget import Lease
 from gateway.proxy.context import Gateway
 from gateway.proxy.headers import object_write_headers
 from gateway.proxy.objectreader import PlaintextBody
@@ -39,7 +39,7 @@ SMALL_BODY_BYTES = SEGMENT_SIZE_BYTES
 
 @dataclass
 class _Batch:
-    buffer: bytearray
+    pieces: list[memoryview]  # the body's bytes as they arrived (views, not copies): sealed in place
     size: int
     first_index: int
     final: bool
@@ -51,29 +51,33 @@ class _UploadState:
     echo_headers: dict[str, str] = field(default_factory=dict)
 
 
-async def _batches(body: ClientBody | PlaintextBody, batch_bytes: int, buffers: BufferPool | None = None,
-                   lease: Lease | None = None) -> AsyncIterator[_Batch]:
+async def _batches(body: ClientBody | PlaintextBody, batch_bytes: int, lease: Lease | None = None
+                   ) -> AsyncIterator[_Batch]:
     """Plaintext cut into batches of whole segments; the last one, flagged final, only after the body's EOF.
-    With a lease, each batch buffer is taken only once the memory budget allows it."""
+
+    A batch is a list of views of the pieces as they arrived: the event loop never copies the body; the crypto
+    pool seals straight from the pieces (gateway.format.segments). With a lease, each batch is started only once
+    the memory budget allows it.
+    """
     segments_per_batch = batch_bytes // SEGMENT_SIZE_BYTES
-    buffers = buffers or BufferPool(batch_bytes, 0)
     if lease is not None:
         await lease.acquire()
-    buffer, filled, index, batched = buffers.take(), 0, 0, 0
+    pieces: list[memoryview] = []
+    filled, index, batched = 0, 0, 0
     async for piece in body.pieces():
         view = memoryview(piece)
         while view:
             take = min(len(view), batch_bytes - filled)
-            buffer[filled:filled + take] = view[:take]
+            pieces.append(view[:take])
             filled, batched, view = filled + take, batched + take, view[take:]
-            # A full buffer holding the body's last bytes is the final batch: it waits for EOF (and the
+            # A full batch holding the body's last bytes is the final batch: it waits for EOF (and the
             # trailers) below. pieces() guarantees the body holds no more than body.length bytes.
             if filled == batch_bytes and batched < body.length:
-                yield _Batch(buffer, filled, index, final=False)
+                yield _Batch(pieces, filled, index, final=False)
                 if lease is not None:
                     await lease.acquire()
-                buffer, filled, index = buffers.take(), 0, index + segments_per_batch
-    yield _Batch(buffer, filled, index, final=True)
+                pieces, filled, index = [], 0, index + segments_per_batch
+    yield _Batch(pieces, filled, index, final=True)
 
 
 @dataclass
@@ -93,24 +97,21 @@ async def seal_client_body(gw: Gateway, body: ClientBody | PlaintextBody, key: O
     its bytes are already counted by the read that produces them, and a second lease could wait on itself.
     """
     state = _UploadState()
-    buffers = gw.buffers
 
     def seal(batch: _Batch) -> bytearray:
-        with memoryview(batch.buffer)[:batch.size] as view:
-            if body.needs_digest:
-                body.digest(view)
-            if batch.final:
-                state.echo_headers = body.verify()
-            sealed_bytes = seal_batch(key, batch.first_index, view, batch.final, part_number)
-        buffers.give(batch.buffer)  # list.append: atomic under the GIL; the loop only pops
-        return sealed_bytes
+        if body.needs_digest:
+            for piece in batch.pieces:
+                body.digest(piece)
+        if batch.final:
+            state.echo_headers = body.verify()
+        return seal_batch(key, batch.first_index, batch.pieces, batch.final, part_number)
 
     async def sealed() -> AsyncIterator[bytearray]:
         lease = gw.budget.lease() if isinstance(body, ClientBody) else None
         try:
             # ordered_work() already reads its source ahead in a task of its own: no second prefetch here
             # (each one holds up to `inflight_batches` more batches of every transfer in memory).
-            async for chunk in ordered_work(_batches(body, gw.batch_bytes, buffers, lease), seal, gw.pool,
+            async for chunk in ordered_work(_batches(body, gw.batch_bytes, lease), seal, gw.pool,
                                             gw.inflight_batches):
                 gw.metrics.ciphertext_bytes.labels("out").inc(len(chunk))
                 yield chunk
@@ -129,7 +130,7 @@ async def seal_client_body(gw: Gateway, body: ClientBody | PlaintextBody, key: O
         return SealedBody(sealed(), size, state)
     # Small bodies: one segment, sealed inline (microseconds of AES-GCM) — no pool hop, no pipeline tasks.
     try:
-        batches = [batch async for batch in _batches(body, gw.batch_bytes, buffers)]
+        batches = [batch async for batch in _batches(body, gw.batch_bytes)]
         data = bytes(seal(batches[-1]))
     except Exception as exc:  # noqa: BLE001 - translated: a failed small upload is the client's error
         raise _client_error(exc) from None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.proxy.budget import BatchBudget, BufferPool
+from gateway.proxy.budget import BatchBudget
 
 
 async def test_leases_never_exceed_the_budget_and_are_all_returned():
@@ -43,13 +43,3 @@ async def test_close_returns_what_a_failed_transfer_held():
     await asyncio.wait_for(waiting, timeout=1)
     failed.close()  # idempotent
     failed.release()  # nothing held: no effect
-
-
-def test_buffer_pool_keeps_only_its_own_size_and_count():
-    pool = BufferPool(16, keep=2)
-    first, second, third = pool.take(), pool.take(), pool.take()
-    assert len(first) == 16
-    for buffer in (first, second, third, bytearray(8)):
-        pool.give(buffer)
-    assert {id(pool.take()), id(pool.take())} == {id(first), id(second)}
-    assert pool.take() is not third  # only two were kept

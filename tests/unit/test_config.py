@@ -93,8 +93,8 @@ def test_defaults(tmp_path: Path) -> None:
     assert (up.connect_timeout_seconds, up.read_timeout_seconds, up.max_connections) == (10, 300, 256)
     assert (settings.kms.endpoint, settings.kms.region) == (None, None)
     assert settings.virtual_host_domains == []
-    assert (settings.crypto.workers, settings.crypto.batch_bytes, settings.crypto.inflight_batches_per_request) \
-        == (None, 1048576, 4)
+    assert (settings.crypto.workers, settings.crypto.batch_bytes, settings.crypto.inflight_batches_per_request,
+            settings.crypto.buffered_batches, settings.socket_send_buffer_bytes) == (None, 1048576, 2, 12, 4194304)
     assert (settings.max_skew_seconds, settings.log_level, settings.log_format) == (900, "INFO", "json")
 
 
@@ -294,8 +294,8 @@ def test_redacted_dict(tmp_path: Path) -> None:
     assert data["clients"] == [{"access_key_id": "AKIAIOSFODNN7EXAMPLE", "secret_access_key": "***"}]
     assert data["listen"] == "[::1]:8443" and data["admin_listen"] == "127.0.0.1:9090"
     assert data["kms"] == {"key_id": "alias/envelope", "endpoint": None, "region": None}
-    assert data["crypto"] == {"workers": None, "batch_bytes": 1048576, "inflight_batches_per_request": 4,
-                              "buffered_batches": 16}
+    assert data["crypto"] == {"workers": None, "batch_bytes": 1048576, "inflight_batches_per_request": 2,
+                              "buffered_batches": 12}
     assert set(data) == set(Settings.model_fields)
     text = json.dumps(data)  # plain JSON, no default= needed
     assert SECRET not in text

@@ -456,3 +456,23 @@ def test_tamper_errors_carry_no_data():
     text = repr(err.value) + str(err.value) + repr(err.value.fields)
     assert dek.hex() not in text and plaintext[:8].hex() not in text
     assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+@settings(max_examples=150, deadline=None)
+@given(size=st.integers(0, 3 * S + 40), cuts=st.lists(st.integers(0, 3 * S + 40), max_size=12), final=st.booleans())
+def test_pieces_seal_and_open_exactly_like_one_buffer(size, cuts, final):
+    """A batch given as the network's pieces (any cut points, empty pieces too) seals and opens to the very
+    bytes of the same batch given whole."""
+    if not final:
+        size -= size % S
+    data = os.urandom(size)
+    _, key = new_object_key(bytes(range(32)), salt=bytes(32))
+    edges = [0, *sorted(c for c in cuts if c <= size), size]
+    pieces = [data[a:b] for a, b in zip(edges, edges[1:])]
+    sealed = seal_batch(key, 3 if size else 0, data, final=final)
+    assert seal_batch(key, 3 if size else 0, pieces, final=final) == sealed
+    stored_edges = [0, *sorted(c * len(sealed) // max(1, size + 1) for c in cuts), len(sealed)]
+    stored_pieces = [memoryview(sealed)[a:b] for a, b in zip(stored_edges, stored_edges[1:])]
+    if sealed:
+        final_index = (3 if size else 0) + max(1, -(-size // S)) - 1 if final else 10**6
+        assert open_batch(key, 3 if size else 0, stored_pieces, final_index) == data

@@ -26,7 +26,7 @@ class _FakeBody:
 
 
 async def _collect(body: _FakeBody):
-    return [(bytes(b.buffer[:b.size]), b.first_index, b.final) async for b in _batches(body, BATCH)]
+    return [(b"".join(b.pieces), b.first_index, b.final) async for b in _batches(body, BATCH)]
 
 
 @settings(max_examples=300, deadline=None)
