@@ -276,10 +276,10 @@ async def _put_last_part(gw: Gateway, target: Target, upload_id: str, last: Part
         stash.close()
         raise errors.InternalError("The gateway's copy of the upload's last part has the wrong size.")
 
-    async def body() -> AsyncIterator[bytes]:
+    async def body() -> AsyncIterator[memoryview]:
         async for chunk in stash.content.iter_any():
-            yield chunk
-        yield trailer
+            yield memoryview(chunk)  # aiohttp cuts chunks with chunk[:n]: a view is not copied
+        yield memoryview(trailer)
 
     try:
         response = await gw.upstream.request("PUT", target.bucket, target.key,

@@ -84,7 +84,7 @@ async def _batches(body: ClientBody | PlaintextBody, batch_bytes: int, lease: Le
 class SealedBody:
     """A client body on its way to the store as ciphertext: bytes (small bodies, sealed already) or a stream
     sealed batch by batch; `state` learns the echo headers once the final batch passed every check."""
-    body: AsyncIterator[bytearray] | bytes
+    body: AsyncIterator[memoryview] | bytes
     content_length: int
     state: _UploadState
 
@@ -97,6 +97,7 @@ async def seal_client_body(gw: Gateway, body: ClientBody | PlaintextBody, key: O
     its bytes are already counted by the read that produces them, and a second lease could wait on itself.
     """
     state = _UploadState()
+    ciphertext_out = gw.metrics.ciphertext_bytes.labels("out")
 
     def seal(batch: _Batch) -> bytearray:
         if body.needs_digest:
@@ -106,15 +107,17 @@ async def seal_client_body(gw: Gateway, body: ClientBody | PlaintextBody, key: O
             state.echo_headers = body.verify()
         return seal_batch(key, batch.first_index, batch.pieces, batch.final, part_number)
 
-    async def sealed() -> AsyncIterator[bytearray]:
+    async def sealed() -> AsyncIterator[memoryview]:
         lease = gw.budget.lease() if isinstance(body, ClientBody) else None
         try:
             # ordered_work() already reads its source ahead in a task of its own: no second prefetch here
             # (each one holds up to `inflight_batches` more batches of every transfer in memory).
             async for chunk in ordered_work(_batches(body, gw.batch_bytes, lease), seal, gw.pool,
                                             gw.inflight_batches):
-                gw.metrics.ciphertext_bytes.labels("out").inc(len(chunk))
-                yield chunk
+                ciphertext_out.inc(len(chunk))
+                # A view, not the bytearray: aiohttp cuts every chunk to the remaining Content-Length with
+                # chunk[:n], which copies a bytearray (1 MiB per batch, on the event loop) but not a view.
+                yield memoryview(chunk)
                 if lease is not None:
                     lease.release()  # this batch is written (aiohttp asks for the next one only then)
         except BaseException as exc:
@@ -140,15 +143,12 @@ async def seal_client_body(gw: Gateway, body: ClientBody | PlaintextBody, key: O
 
 
 async def send_sealed(gw: Gateway, sealed: SealedBody, bucket: str, key: str, query: list[tuple[str, str]],
-                      headers: dict[str, str], prefix: bytes = b"", suffix: bytes = b"") -> aiohttp.ClientResponse:
-    """PUT the sealed body upstream (between optional extra stored bytes); a failure caused by the client's
-    side (a check, a vanished client) is raised as that, not as an upstream error."""
-    body: AsyncIterator[bytearray] | bytes = sealed.body
-    if prefix or suffix:
-        body = _framed(prefix, sealed.body, suffix)
+                      headers: dict[str, str]) -> aiohttp.ClientResponse:
+    """PUT the sealed body upstream; a failure caused by the client's side (a check, a vanished client) is
+    raised as that, not as an upstream error."""
     try:
-        response = await gw.upstream.request("PUT", bucket, key, query, headers, body=body,
-                                             content_length=len(prefix) + sealed.content_length + len(suffix))
+        response = await gw.upstream.request("PUT", bucket, key, query, headers, body=sealed.body,
+                                             content_length=sealed.content_length)
     except errors.S3Error:
         if sealed.state.error is not None:
             raise _client_error(sealed.state.error) from None
@@ -157,19 +157,6 @@ async def send_sealed(gw: Gateway, sealed: SealedBody, bucket: str, key: str, qu
         response.close()
         raise _client_error(sealed.state.error) from None
     return response
-
-
-async def _framed(prefix: bytes, body: AsyncIterator[bytearray] | bytes, suffix: bytes
-                  ) -> AsyncIterator[bytes | bytearray]:
-    if prefix:
-        yield prefix
-    if isinstance(body, bytes):
-        yield body
-    else:
-        async for chunk in body:
-            yield chunk
-    if suffix:
-        yield suffix
 
 
 async def put_object(gw: Gateway, request: web.Request, target: Target, verified: VerifiedRequest) -> web.Response:
