@@ -337,10 +337,12 @@ class Client(_Section):
 
 class Crypto(_Section):
     workers: Int | None = Field(None, ge=1)
-    batch_bytes: Int = Field(MiB, ge=SEGMENT_BYTES, le=16 * MiB)
+    # The largest batch (a transfer starting alone); beside others a transfer gets a smaller one (budget.py).
+    batch_bytes: Int = Field(4 * MiB, ge=4 * SEGMENT_BYTES, le=16 * MiB)
     inflight_batches_per_request: Int = Field(2, ge=1, le=64)
-    # Batches in flight in the whole process (gateway.proxy.budget): bounds memory under concurrency.
-    buffered_batches: Int = Field(12, ge=2, le=4096)
+    # Plaintext bytes of batches in flight in the whole process (gateway.proxy.budget): bounds memory under
+    # concurrency; it must hold at least one batch of batch_bytes.
+    buffer_budget_bytes: Int = Field(24 * MiB, ge=4 * SEGMENT_BYTES, le=4096 * MiB)
 
     @field_validator("batch_bytes")
     @classmethod
@@ -348,6 +350,13 @@ class Crypto(_Section):
         if value % SEGMENT_BYTES:
             raise _invalid(f"must be a multiple of {SEGMENT_BYTES} (64 KiB, the segment size)")
         return value
+
+    @model_validator(mode="after")
+    def _budget_holds_a_batch(self) -> Crypto:
+        if self.buffer_budget_bytes < self.batch_bytes:
+            raise _invalid(f"buffer_budget_bytes ({self.buffer_budget_bytes}) must hold at least one batch of "
+                           f"batch_bytes ({self.batch_bytes})")
+        return self
 
 
 class Settings(_Section):

@@ -90,7 +90,7 @@ async def run(settings: Settings, overrides: Overrides | None = None,
                  batch_bytes=settings.crypto.batch_bytes,
                  inflight_batches=settings.crypto.inflight_batches_per_request,
                  max_skew_seconds=settings.max_skew_seconds,
-                 budget=BatchBudget(settings.crypto.buffered_batches))
+                 budget=BatchBudget(settings.crypto.buffer_budget_bytes, settings.crypto.batch_bytes))
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

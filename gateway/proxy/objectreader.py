@@ -104,19 +104,18 @@ async def _stored_views(content: aiohttp.StreamReader, skip: int, need: int) -> 
             yield view
 
 
-async def _sealed_batches(content: aiohttp.StreamReader, skip: int, runs: list[_Run], batch_bytes: int,
-                          lease: Lease) -> AsyncIterator[_Sealed]:
+async def _sealed_batches(content: aiohttp.StreamReader, skip: int, runs: list[_Run], lease: Lease
+                          ) -> AsyncIterator[_Sealed]:
     """The runs' stored bytes, cut into batches of whole sealed segments that never straddle two runs: lists of
     views of the chunks as they arrived (the event loop copies nothing); each batch is started once the memory
-    budget allows it."""
-    sealed_per_batch = batch_bytes // SEGMENT_SIZE_BYTES * SEALED_SEGMENT_SIZE_BYTES
+    budget allows it, with the size the budget gives it."""
     views = _stored_views(content, skip, sum(run.stored_bytes for run in runs))
     pending = memoryview(b"")
     for run in runs:
         left, index = run.stored_bytes, run.first_index
         while left:
-            await lease.acquire()
-            want, pieces, filled = min(sealed_per_batch, left), [], 0
+            plain = await lease.acquire()
+            want, pieces, filled = min(plain // SEGMENT_SIZE_BYTES * SEALED_SEGMENT_SIZE_BYTES, left), [], 0
             while filled < want:
                 if not pending:
                     pending = await anext(views)
@@ -291,7 +290,7 @@ class ObjectReader:
         need = last - first + 1
         gw.metrics.ciphertext_bytes.labels("in").inc(need)
         lease = gw.budget.lease()
-        sealed = _sealed_batches(response.content, stored_skip, runs, gw.batch_bytes, lease)
+        sealed = _sealed_batches(response.content, stored_skip, runs, lease)
         if need <= SEALED_SEGMENT_SIZE_BYTES:
             async def inline() -> AsyncIterator[bytearray]:
                 # One segment: opened on the event loop (microseconds), no pool hop, no pipeline tasks.

@@ -57,26 +57,24 @@ async def _batches(body: ClientBody | PlaintextBody, batch_bytes: int, lease: Le
 
     A batch is a list of views of the pieces as they arrived: the event loop never copies the body; the crypto
     pool seals straight from the pieces (gateway.format.segments). With a lease, each batch is started only once
-    the memory budget allows it.
+    the memory budget allows it, with the size the budget gives it (else `batch_bytes`).
     """
-    segments_per_batch = batch_bytes // SEGMENT_SIZE_BYTES
-    if lease is not None:
-        await lease.acquire()
+    size = await lease.acquire() if lease is not None else batch_bytes
     pieces: list[memoryview] = []
     filled, index, batched = 0, 0, 0
     async for piece in body.pieces():
         view = memoryview(piece)
         while view:
-            take = min(len(view), batch_bytes - filled)
+            take = min(len(view), size - filled)
             pieces.append(view[:take])
             filled, batched, view = filled + take, batched + take, view[take:]
             # A full batch holding the body's last bytes is the final batch: it waits for EOF (and the
             # trailers) below. pieces() guarantees the body holds no more than body.length bytes.
-            if filled == batch_bytes and batched < body.length:
+            if filled == size and batched < body.length:
                 yield _Batch(pieces, filled, index, final=False)
-                if lease is not None:
-                    await lease.acquire()
-                pieces, filled, index = [], 0, index + segments_per_batch
+                index += size // SEGMENT_SIZE_BYTES
+                size = await lease.acquire() if lease is not None else batch_bytes
+                pieces, filled = [], 0
     yield _Batch(pieces, filled, index, final=True)
 
 

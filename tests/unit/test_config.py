@@ -94,7 +94,8 @@ def test_defaults(tmp_path: Path) -> None:
     assert (settings.kms.endpoint, settings.kms.region) == (None, None)
     assert settings.virtual_host_domains == []
     assert (settings.crypto.workers, settings.crypto.batch_bytes, settings.crypto.inflight_batches_per_request,
-            settings.crypto.buffered_batches, settings.socket_send_buffer_bytes) == (None, 1048576, 2, 12, 4194304)
+            settings.crypto.buffer_budget_bytes, settings.socket_send_buffer_bytes) \
+        == (None, 4194304, 2, 25165824, 4194304)
     assert (settings.max_skew_seconds, settings.log_level, settings.log_format) == (900, "INFO", "json")
 
 
@@ -238,7 +239,8 @@ def test_many_problems_with_paths(tmp_path: Path) -> None:
         "kms": {"key_id": "   "},
         "clients": [{"access_key_id": "a"}, {"access_key_id": "has space", "secret_access_key": ""}],
         "virtual_host_domains": ["ok.example", "https://bad.example"],
-        "crypto": {"workers": 0, "batch_bytes": 100000, "inflight_batches_per_request": 65, "buffered_batches": 1},
+        "crypto": {"workers": 0, "batch_bytes": 300000, "inflight_batches_per_request": 65,
+                   "buffer_budget_bytes": 1},
         "max_skew_seconds": 0,
         "socket_send_buffer_bytes": -1,
         "log_level": "TRACE",
@@ -250,7 +252,7 @@ def test_many_problems_with_paths(tmp_path: Path) -> None:
         "listen", "tls.cert_file", "tls.key_file", "upstream.endpoint", "upstream.addressing_style",
         "upstream.max_connections", "upstream.read_timeout_seconds", "kms.key_id", "clients[0].secret_access_key",
         "clients[1].access_key_id", "clients[1].secret_access_key", "virtual_host_domains[1]", "crypto.workers",
-        "crypto.batch_bytes", "crypto.inflight_batches_per_request", "crypto.buffered_batches", "max_skew_seconds",
+        "crypto.batch_bytes", "crypto.inflight_batches_per_request", "crypto.buffer_budget_bytes", "max_skew_seconds",
         "socket_send_buffer_bytes", "log_level", "log_format", "endpoint"}, problems
     assert any(re.fullmatch(r"tls\.cert_file: file not found: .*missing-cert\.pem", p) for p in problems)
     assert "tls.key_file: field required" in problems
@@ -294,8 +296,8 @@ def test_redacted_dict(tmp_path: Path) -> None:
     assert data["clients"] == [{"access_key_id": "AKIAIOSFODNN7EXAMPLE", "secret_access_key": "***"}]
     assert data["listen"] == "[::1]:8443" and data["admin_listen"] == "127.0.0.1:9090"
     assert data["kms"] == {"key_id": "alias/envelope", "endpoint": None, "region": None}
-    assert data["crypto"] == {"workers": None, "batch_bytes": 1048576, "inflight_batches_per_request": 2,
-                              "buffered_batches": 12}
+    assert data["crypto"] == {"workers": None, "batch_bytes": 4194304, "inflight_batches_per_request": 2,
+                              "buffer_budget_bytes": 25165824}
     assert set(data) == set(Settings.model_fields)
     text = json.dumps(data)  # plain JSON, no default= needed
     assert SECRET not in text
@@ -437,16 +439,24 @@ def test_missing_clients_and_kms_sections(tmp_path: Path) -> None:
     assert problems[1].startswith("clients: at least one client is required")
 
 
-@pytest.mark.parametrize("batch_bytes, ok", [(65536, True), (16 * 1024 * 1024, True), (3 * 65536, True),
-                                             (0, False), (32768, False), (65537, False),
+@pytest.mark.parametrize("batch_bytes, ok", [(262144, True), (16 * 1024 * 1024, True), (5 * 65536, True),
+                                             (0, False), (65536, False), (3 * 65536, False), (262145, False),
                                              (16 * 1024 * 1024 + 65536, False), ("1MiB", False), (True, False)])
 def test_batch_bytes(tmp_path: Path, batch_bytes: object, ok: bool) -> None:
-    path = write_yaml(tmp_path, {**MINIMAL, "crypto": {"batch_bytes": batch_bytes}})
+    path = write_yaml(tmp_path, {**MINIMAL, "crypto": {"batch_bytes": batch_bytes,
+                                                       "buffer_budget_bytes": 64 * 1024 * 1024}})
     if ok:
         assert load_settings(path, {}).crypto.batch_bytes == batch_bytes
     else:
         [problem] = problems_of(path)
         assert problem.startswith("crypto.batch_bytes: ")
+
+
+def test_the_budget_holds_a_batch(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path, {**MINIMAL, "crypto": {"buffer_budget_bytes": 1024 * 1024}})
+    [problem] = problems_of(path)
+    assert problem == ("crypto: buffer_budget_bytes (1048576) must hold at least one batch of batch_bytes "
+                       "(4194304)")
 
 
 def test_log_settings_case_insensitive(tmp_path: Path) -> None:
