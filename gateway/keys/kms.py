@@ -62,13 +62,8 @@ class KeyService:
         plant an object wrapped under a KMS key of theirs, with this object's name as context. Only copies
         wrapped by the configured key are sent to KMS, and with its ARN pinned.
         """
-        trusted = await self.trusted_arn()
-        usable = [w for w in wrapped if w.scheme == KMS_SCHEME and w.key_id == trusted]
-        if not usable:
-            audit("Decrypt", "untrusted_key", principal=principal, **_object(context),
-                  kms_key_id=[w.key_id for w in wrapped])
-            raise errors.UnsupportedFormat("The object's data key is not wrapped by this gateway's KMS key.")
-        response = await self._call("Decrypt", _Audit(principal, context, trusted), CiphertextBlob=usable[0].blob,
+        trusted, blob = await self._trusted_copy("Decrypt", wrapped, context, principal)
+        response = await self._call("Decrypt", _Audit(principal, context, trusted), CiphertextBlob=blob,
                                     KeyId=trusted, EncryptionContext=dict(context))
         return response["Plaintext"]
 
@@ -76,17 +71,23 @@ class KeyService:
                      principal: str) -> WrappedKey:
         """The data key wrapped for another encryption context (a copy under a new name), by KMS ReEncrypt:
         the plaintext key never leaves KMS. Only a copy wrapped by the configured key is accepted (see unwrap)."""
-        trusted = await self.trusted_arn()
-        usable = [w for w in wrapped if w.scheme == KMS_SCHEME and w.key_id == trusted]
-        if not usable:
-            audit("ReEncrypt", "untrusted_key", principal=principal, **_object(source),
-                  kms_key_id=[w.key_id for w in wrapped])
-            raise errors.UnsupportedFormat("The object's data key is not wrapped by this gateway's KMS key.")
+        trusted, blob = await self._trusted_copy("ReEncrypt", wrapped, source, principal)
         response = await self._call("ReEncrypt", _Audit(principal, destination, trusted),
-                                    CiphertextBlob=usable[0].blob, SourceKeyId=trusted,
+                                    CiphertextBlob=blob, SourceKeyId=trusted,
                                     SourceEncryptionContext=dict(source), DestinationKeyId=self._key_id,
                                     DestinationEncryptionContext=dict(destination))
         return WrappedKey(KMS_SCHEME, response["KeyId"], response["CiphertextBlob"])
+
+    async def _trusted_copy(self, operation: str, wrapped: list[WrappedKey], context: Mapping[str, str],
+                            principal: str) -> tuple[str, bytes]:
+        """(configured key ARN, blob) of the copy wrapped by the configured key; refused (and audited) if none."""
+        trusted = await self.trusted_arn()
+        usable = [w for w in wrapped if w.scheme == KMS_SCHEME and w.key_id == trusted]
+        if not usable:
+            audit(operation, "untrusted_key", principal=principal, **_object(context),
+                  kms_key_id=[w.key_id for w in wrapped])
+            raise errors.UnsupportedFormat("The object's data key is not wrapped by this gateway's KMS key.")
+        return trusted, usable[0].blob
 
     async def trusted_arn(self) -> str:
         """The ARN of the configured key (which may be given as an alias), resolved once."""
