@@ -18,24 +18,25 @@ from urllib.parse import quote
 from aiohttp import web
 
 from gateway import errors
-from gateway.format.envelope import (PART_SALT_SIZE_BYTES, MultipartKeys, encryption_context, metadata_for,
-                                     new_multipart_keys)
+from gateway.format.envelope import (FLAG_MULTIPART_LAYOUT, PART_SALT_SIZE_BYTES, MultipartKeys,
+                                     encryption_context, metadata_for, new_multipart_keys, open_multipart_keys,
+                                     parse_metadata)
 from gateway.format.multipart import MAX_PARTS, PartEntry, PartTable, max_trailer_size, seal_trailer
 from gateway.format.sizes import ciphertext_size, largest_plaintext_within, plaintext_size
 from gateway.proxy.body import ClientBody
 from gateway.proxy.context import Gateway
 from gateway.proxy.headers import client_response_headers, forwardable_request_headers, object_write_headers
 from gateway.proxy.objectreader import ObjectReader, PlaintextBody, UpstreamAnswer
-from gateway.proxy.passthrough import read_control_body
+from gateway.proxy.passthrough import multipart_part_count, read_control_body
 from gateway.proxy.responses import relay_upstream_error, result_document, sse_headers
 from gateway.proxy.upload import (MAX_SINGLE_PUT_PLAINTEXT_BYTES, MAX_STORED_PUT_BYTES, RESERVED_METADATA_BYTES,
                                   seal_client_body, send_sealed)
 from gateway.proxy.uploadstate import PartRecord, UploadState, is_reserved_key, stash_key
 from gateway.s3.addressing import Target
 from gateway.s3.copy import copy_range, parse_copy_source, source_conditions
-from gateway.s3.metadata import check_client_metadata
-from gateway.s3.multipart_xml import (complete_request_body, copy_part_result, http_date_iso, normalise_etag,
-                                      parse_complete_request, parse_upload_id, result_etag)
+from gateway.s3.metadata import check_client_metadata, envelope_fields
+from gateway.s3.multipart_xml import (complete_request_body, complete_result, copy_part_result, http_date_iso,
+                                      normalise_etag, parse_complete_request, parse_upload_id, result_etag)
 from gateway.s3.sigv4 import VerifiedRequest
 from gateway.s3.xml import parse_error, rewrite_listing
 
@@ -207,7 +208,13 @@ async def complete_multipart_upload(gw: Gateway, request: web.Request, target: T
     assert target.bucket is not None and target.key is not None
     upload_id = _upload_id(target)
     client_parts = parse_complete_request(await read_control_body(request, verified))
-    state, keys = await gw.uploads.open(target.bucket, target.key, upload_id, verified.access_key_id)
+    try:
+        state, keys = await gw.uploads.open(target.bucket, target.key, upload_id, verified.access_key_id)
+    except errors.NoSuchUpload:
+        repeated = await _repeated_complete(gw, request, target, upload_id, client_parts, verified.access_key_id)
+        if repeated is None:
+            raise
+        return repeated
     conditions = {name: request.headers[name] for name in _COMPLETE_HEADERS if name in request.headers}
     await _check_write_conditions(gw, target, conditions)
     records = await gw.uploads.records(target.bucket, upload_id)
@@ -240,6 +247,43 @@ async def complete_multipart_upload(gw: Gateway, request: web.Request, target: T
     await gw.uploads.forget(target.bucket, upload_id)
     out.update(sse_headers(state.wrapped[0].key_id))
     return web.Response(status=200, body=body, headers=out)
+
+
+async def _repeated_complete(gw: Gateway, request: web.Request, target: Target, upload_id: str,
+                             client_parts: list[tuple[int, str]], principal: str) -> web.Response | None:
+    """S3 answers a CompleteMultipartUpload repeated after it succeeded (a client retrying after a lost
+    response) with the result again. By then the gateway's records are gone; the upload counts as completed when
+    the store no longer knows it and the object under its key has the multipart layout with exactly the client's
+    part numbers in its sealed part table. None: not recognisably completed (the caller answers NoSuchUpload)."""
+    assert target.bucket is not None and target.key is not None
+    listing = await gw.upstream.request("GET", target.bucket, target.key, [("uploadId", upload_id),
+                                                                           ("max-parts", "1")])
+    listing.close()
+    if listing.status != 404:
+        return None
+    head = await gw.upstream.request("HEAD", target.bucket, target.key)
+    head.close()
+    if head.status != 200:
+        return None
+    try:
+        envelope, wrapped = parse_metadata(envelope_fields(head.headers))
+    except errors.S3Error:
+        return None
+    if not envelope.flags & FLAG_MULTIPART_LAYOUT:
+        return None
+    etag = head.headers.get("ETag", "")
+    reader = ObjectReader(gw, target.bucket, target.key, principal, [])
+    try:
+        dek = await gw.keys.unwrap(wrapped, encryption_context(target.bucket, target.key), principal)
+        table = await reader.part_table(open_multipart_keys(dek, envelope), etag,
+                                        int(head.headers.get("Content-Length", "0")), multipart_part_count(etag))
+    finally:
+        reader.close()
+    if [part.number for part in table.parts] != [number for number, _ in client_parts]:
+        return None
+    location = f"{request.scheme}://{request.host}/{quote(target.bucket)}/{quote(target.key)}"
+    return web.Response(status=200, body=complete_result(location, target.bucket, target.key, normalise_etag(etag)),
+                        headers={"Content-Type": "application/xml", **sse_headers(wrapped[0].key_id)})
 
 
 async def _check_write_conditions(gw: Gateway, target: Target, conditions: dict[str, str]) -> None:

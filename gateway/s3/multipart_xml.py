@@ -98,6 +98,12 @@ def copy_part_result(etag: str, last_modified: str) -> bytes:
                           f'</LastModified><ETag>"{_text(etag)}"</ETag></CopyPartResult>').encode()
 
 
+def complete_result(location: str, bucket: str, key: str, etag: str) -> bytes:
+    return DECLARATION + (f'<CompleteMultipartUploadResult xmlns="{S3_NAMESPACE}"><Location>{_text(location)}'
+                          f'</Location><Bucket>{_text(bucket)}</Bucket><Key>{_text(key)}</Key>'
+                          f'<ETag>"{_text(etag)}"</ETag></CompleteMultipartUploadResult>').encode()
+
+
 def http_date_iso(epoch_seconds: float) -> str:
     """LastModified as S3 writes it in XML: 2026-11-27T08:18:00.000Z."""
     moment = datetime.datetime.fromtimestamp(epoch_seconds, datetime.timezone.utc)

@@ -491,3 +491,28 @@ def test_a_part_too_large_for_its_ciphertext_is_refused_before_its_body(s3, stac
     body = response.read()
     assert response.status == 400 and b"<Code>EntityTooLarge</Code>" in body
     s3.abort_multipart_upload(Bucket=stack.bucket, Key=key, UploadId=upload_id)
+
+
+def test_a_repeated_complete_succeeds_again(s3, stack, store):
+    """A client that retries CompleteMultipartUpload after a lost response gets the result again, as from S3;
+    a Complete naming other parts, or for an upload that was aborted, stays NoSuchUpload."""
+    key = _key()
+    upload_id = s3.create_multipart_upload(Bucket=stack.bucket, Key=key)["UploadId"]
+    parts = [{"PartNumber": n, "ETag": s3.upload_part(Bucket=stack.bucket, Key=key, UploadId=upload_id,
+                                                      PartNumber=n, Body=os.urandom(5 * MiB if n == 1 else 9))["ETag"]}
+             for n in (1, 2)]
+    first = s3.complete_multipart_upload(Bucket=stack.bucket, Key=key, UploadId=upload_id,
+                                         MultipartUpload={"Parts": parts})
+    again = s3.complete_multipart_upload(Bucket=stack.bucket, Key=key, UploadId=upload_id,
+                                         MultipartUpload={"Parts": parts})
+    assert again["ETag"] == first["ETag"] == s3.head_object(Bucket=stack.bucket, Key=key)["ETag"]
+    with pytest.raises(ClientError) as other:
+        s3.complete_multipart_upload(Bucket=stack.bucket, Key=key, UploadId=upload_id,
+                                     MultipartUpload={"Parts": parts[:1]})
+    assert other.value.response["Error"]["Code"] == "NoSuchUpload"
+    aborted = s3.create_multipart_upload(Bucket=stack.bucket, Key=key)["UploadId"]
+    s3.abort_multipart_upload(Bucket=stack.bucket, Key=key, UploadId=aborted)
+    with pytest.raises(ClientError) as gone:
+        s3.complete_multipart_upload(Bucket=stack.bucket, Key=key, UploadId=aborted,
+                                     MultipartUpload={"Parts": [{"PartNumber": 9, "ETag": parts[0]["ETag"]}]})
+    assert gone.value.response["Error"]["Code"] == "NoSuchUpload"

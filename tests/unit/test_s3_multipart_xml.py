@@ -517,3 +517,12 @@ def test_moto_copy_object_checksum_dropped(moto_bodies):
     assert "ChecksumSHA256" in before
     assert after == {k: v for k, v in before.items() if not k.startswith("Checksum")}
     assert result_etag(out, "x") == result_etag(body, "x")
+
+
+def test_complete_result_reads_back():
+    from gateway.s3.multipart_xml import complete_result
+    body = complete_result("http://h/b/k%20x", "b", "k x&<", "abc-2")
+    root = ET.fromstring(body)
+    values = {child.tag.split("}")[1]: child.text for child in root}
+    assert values == {"Location": "http://h/b/k%20x", "Bucket": "b", "Key": "k x&<", "ETag": '"abc-2"'}
+    assert result_etag(body, "CompleteMultipartUpload response") == "abc-2"
