@@ -22,7 +22,7 @@ from gateway.proxy.context import Gateway
 from gateway.proxy.health import Readiness
 from gateway.proxy.pool import CryptoPool
 from gateway.proxy.budget import BatchBudget
-from gateway.proxy.sockets import listening_socket
+from gateway.proxy.sockets import READ_BUFFER_BYTES, listening_socket
 from gateway.proxy.uploadstate import UploadStates
 from gateway.proxy.upstream import CredentialSource, SdkCredentials, Upstream
 
@@ -104,7 +104,8 @@ async def run(settings: Settings, overrides: Overrides | None = None,
     await keys.start()
     # The drain happens in _drain(): aiohttp's own graceful shutdown stops reading request bodies at once, which
     # would stall every upload in flight. By cleanup time, what is left is cancelled after this short timeout.
-    s3_runner = web.AppRunner(build_app(gw), access_log=None, shutdown_timeout=1.0)
+    s3_runner = web.AppRunner(build_app(gw), access_log=None, shutdown_timeout=1.0,
+                              read_bufsize=READ_BUFFER_BYTES)
     readiness = Readiness(gw)
     admin_runner = web.AppRunner(build_admin_app(metrics, lambda: gw.ready, readiness.ready), access_log=None)
     try:

@@ -19,7 +19,7 @@ from yarl import URL
 from gateway import errors
 from gateway.observability.logs import upstream_request_id
 from gateway.observability.metrics import Metrics
-from gateway.proxy.sockets import set_send_buffer
+from gateway.proxy.sockets import READ_BUFFER_BYTES, set_send_buffer
 from gateway.s3.sigv4 import UNSIGNED_PAYLOAD, Credentials, sign_request
 
 _SAFE_QUERY = "-_.~"
@@ -89,6 +89,7 @@ class Upstream:
                                          socket_factory=socket_factory)
         # auto_decompress=False: a gzip-encoded object is opaque ciphertext to us; it must not be touched.
         self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, auto_decompress=False,
+                                              read_bufsize=READ_BUFFER_BYTES,
                                               skip_auto_headers=("User-Agent", "Content-Type"))
         await self._credentials.get()
 
