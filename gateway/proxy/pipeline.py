@@ -1,9 +1,12 @@
 """A three-stage streaming pipeline: produce (network in) → work (crypto pool) → consume (network out).
 
-Each stage runs concurrently, joined by bounded queues, so reading the next batch, sealing/opening this one and
-sending the previous one overlap, and a slow consumer stops the producer (backpressure) instead of growing
-memory. Work items are processed strictly in order, one at a time per transfer: incremental checksums need the
+One task reads the source and hands each item to the pool as soon as the previous item's work is done; the
+consumer awaits the results in order through a bounded queue. So reading the next batch, sealing/opening this
+one and sending the previous one overlap, and a slow consumer stops the producer (backpressure) instead of
+growing memory. Work items of one transfer run strictly in order, one at a time: incremental checksums need the
 bytes in order, and the pool is shared by all transfers anyway, so ordering costs no parallelism that exists.
+Per item that is one queue hand-off and one pool round trip on the event loop — the per-batch cost that small
+batches (many concurrent transfers) multiply.
 """
 from __future__ import annotations
 
@@ -19,51 +22,52 @@ R = TypeVar("R")
 _END = object()
 
 
-async def _fill(source: AsyncIterator[Any], queue: asyncio.Queue) -> None:
+async def _produce(source: AsyncIterator[T], work: Callable[[T], R], pool: CryptoPool,
+                   queue: asyncio.Queue) -> None:
+    previous: asyncio.Future | None = None
     try:
         async for item in source:
-            await queue.put((item, None))
+            if previous is not None:
+                # Reading this item overlapped the previous one's work; its work starts only once that is done.
+                await asyncio.wait([previous])
+                if previous.exception() is not None:
+                    return  # the consumer raises it; nothing after a failed item is worked on
+            previous = asyncio.ensure_future(pool.run(work, item))
+            await queue.put(previous)
     except asyncio.CancelledError:
         raise
     except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
-        await queue.put((None, exc))
-    else:
-        await queue.put((_END, None))
-
-
-async def _drain(queue: asyncio.Queue) -> AsyncIterator[Any]:
-    while True:
-        item, exc = await queue.get()
-        if exc is not None:
-            raise exc
-        if item is _END:
-            return
-        yield item
-
-
-async def prefetch(source: AsyncIterator[T], depth: int) -> AsyncIterator[T]:
-    """Run `source` in its own task, at most `depth` items ahead of the consumer."""
-    queue: asyncio.Queue = asyncio.Queue(maxsize=depth)
-    task = asyncio.create_task(_fill(source, queue))
-    try:
-        async for item in _drain(queue):
-            yield item
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await _aclose(source)
+        failed: asyncio.Future = asyncio.get_running_loop().create_future()
+        failed.set_exception(exc)
+        await queue.put(failed)
+        return
+    await queue.put(_END)
 
 
 async def ordered_work(source: AsyncIterator[T], work: Callable[[T], R], pool: CryptoPool,
                        depth: int) -> AsyncIterator[R]:
     """`work(item)` for every item, in the pool, in order; results at most `depth` ahead of the consumer."""
-
-    async def results() -> AsyncIterator[R]:
-        async for item in prefetch(source, depth):
-            yield await pool.run(work, item)
-
-    async for result in prefetch(results(), depth):
-        yield result
+    queue: asyncio.Queue = asyncio.Queue(maxsize=depth)
+    producer = asyncio.create_task(_produce(source, work, pool, queue))
+    try:
+        while True:
+            future = await queue.get()
+            if future is _END:
+                return
+            yield await future
+    finally:
+        producer.cancel()
+        await asyncio.gather(producer, return_exceptions=True)
+        while not queue.empty():  # results nobody will take: stop them, or retrieve their exceptions
+            future = queue.get_nowait()
+            if future is _END:
+                continue
+            if future.done():
+                if not future.cancelled():
+                    future.exception()
+            else:
+                future.cancel()
+        await _aclose(source)
 
 
 async def _aclose(iterator: AsyncIterator[Any]) -> None:
