@@ -18,11 +18,12 @@ from gateway.keys.kms import KeyService
 from gateway.observability.admin import build_admin_app
 from gateway.observability.metrics import Metrics
 from gateway.proxy.app import build_app
+from gateway.proxy.budget import BatchBudget
 from gateway.proxy.context import Gateway
 from gateway.proxy.health import Readiness
 from gateway.proxy.pool import CryptoPool
-from gateway.proxy.budget import BatchBudget
 from gateway.proxy.sockets import READ_BUFFER_BYTES, listening_socket
+from gateway.proxy.tablecache import TableCache
 from gateway.proxy.uploadstate import UploadStates
 from gateway.proxy.upstream import CredentialSource, SdkCredentials, Upstream
 
@@ -90,7 +91,8 @@ async def run(settings: Settings, overrides: Overrides | None = None,
                  batch_bytes=settings.crypto.batch_bytes,
                  inflight_batches=settings.crypto.inflight_batches_per_request,
                  max_skew_seconds=settings.max_skew_seconds,
-                 budget=BatchBudget(settings.crypto.buffer_budget_bytes, settings.crypto.batch_bytes))
+                 budget=BatchBudget(settings.crypto.buffer_budget_bytes, settings.crypto.batch_bytes),
+                 tables=TableCache())
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

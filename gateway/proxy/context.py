@@ -7,6 +7,7 @@ from gateway.keys.kms import KeyService
 from gateway.proxy.budget import BatchBudget
 from gateway.observability.metrics import Metrics
 from gateway.proxy.pool import CryptoPool
+from gateway.proxy.tablecache import TableCache
 from gateway.proxy.uploadstate import UploadStates
 from gateway.proxy.upstream import Upstream
 
@@ -19,6 +20,7 @@ class Gateway:
     metrics: Metrics
     uploads: UploadStates
     budget: BatchBudget
+    tables: TableCache
     client_secrets: dict[str, str] = field(repr=False)
     virtual_host_domains: tuple[str, ...] = ()
     batch_bytes: int = 1 << 20

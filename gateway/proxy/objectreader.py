@@ -27,6 +27,7 @@ from gateway.proxy.headers import client_response_headers
 from gateway.proxy.passthrough import multipart_part_count
 from gateway.proxy.pipeline import ordered_work
 from gateway.proxy.responses import read_upto, sse_headers
+from gateway.proxy.tablecache import CachedTable
 from gateway.s3.metadata import envelope_fields
 from gateway.s3.ranges import content_range, parse_range
 
@@ -158,6 +159,11 @@ class ObjectReader:
             response.close()
 
     async def open(self) -> Plaintext:
+        cached = self._cached_table()
+        if cached is not None:
+            plain = await self._open_with_table(cached)
+            if plain is not None:
+                return plain
         headers = dict(self.conditions)
         fetch = None if self.head or self.part_number is not None else upstream_range(self.range_value)
         if fetch is not None:
@@ -209,6 +215,8 @@ class ObjectReader:
             return Plaintext(200, out, size, etag, None)
         keys = open_multipart_keys(await self._dek(wrapped), envelope)
         table = await self.part_table(keys, etag, window.total, stored_parts)
+        if self._cacheable():
+            self.gw.tables.put(self.bucket, self.key, CachedTable(etag, envelope, table))
         size = table.plaintext_size
         if self.part_number is not None:
             selected = multipart.part_range(table, self.part_number)
@@ -223,9 +231,7 @@ class ObjectReader:
         if self.head or not length:  # HEAD, an empty object (its table authenticated it), an empty part
             return Plaintext(status, out, length, etag, None if self.head else _nothing())
         span = multipart.covering_parts(start, end, table)
-        runs = [_Run(p.span.ciphertext_end - p.span.ciphertext_start + 1, p.span.first_segment,
-                     p.span.final_segment, keys.part_key(p.part.number, p.part.salt), p.part.number)
-                for p in span.parts]
+        runs = self._runs(keys, span)
         if not window.covers(span.ciphertext_start, span.ciphertext_end):
             response.close()
             response = await self._fetch(etag, f"bytes={span.ciphertext_start}-{span.ciphertext_end}")
@@ -233,6 +239,60 @@ class ObjectReader:
         views = self._views(response, window, span.ciphertext_start, span.ciphertext_end, runs,
                             span.parts[0].span.skip_bytes, length)
         return Plaintext(status, out, length, etag, views)
+
+    def _cacheable(self) -> bool:
+        # The cache names the object's current version: a read of a given version, or under the client's own
+        # conditions, takes the full path.
+        return not self.head and not self.conditions and all(name != "versionId" for name, _ in self.query)
+
+    def _cached_table(self) -> CachedTable | None:
+        return self.gw.tables.get(self.bucket, self.key) if self._cacheable() else None
+
+    async def _open_with_table(self, cached: CachedTable) -> Plaintext | None:
+        """A read of a multipart-layout object whose table is cached: one request for the covering bytes, pinned
+        to the cached ETag. None (and the entry dropped) when the object is not the one the table describes."""
+        table = cached.table
+        size = table.plaintext_size
+        if self.part_number is not None:
+            selected = multipart.part_range(table, self.part_number)
+            if selected is None:
+                raise errors.InvalidPartNumber()
+        else:
+            selected = parse_range(self.range_value, size)
+        start, end = selected if selected is not None else (0, size - 1)
+        length = end - start + 1
+        if not length:
+            return None  # nothing to fetch: the full path answers it
+        span = multipart.covering_parts(start, end, table)
+        response = await self.gw.upstream.request(
+            "GET", self.bucket, self.key, self.query,
+            {"range": f"bytes={span.ciphertext_start}-{span.ciphertext_end}", "if-match": cached.etag})
+        self._responses.append(response)
+        window = _window(response) if response.status == 206 else None
+        if response.status == 206:
+            envelope, wrapped = parse_metadata(envelope_fields(response.headers))
+            assert window is not None
+            if envelope == cached.header and window.total == multipart.stored_size(size, table.stored_part_count):
+                out = client_response_headers(response.headers)
+                out.update(sse_headers(wrapped[0].key_id if wrapped else ""))
+                out["Accept-Ranges"] = "bytes"
+                if self.part_number is not None:
+                    out["x-amz-mp-parts-count"] = str(len(table.parts))
+                status = _range_headers(out, selected, size, length)
+                keys = open_multipart_keys(await self._dek(wrapped), envelope)
+                views = self._views(response, window, span.ciphertext_start, span.ciphertext_end,
+                                    self._runs(keys, span), span.parts[0].span.skip_bytes, length)
+                return Plaintext(status, out, length, cached.etag, views)
+        elif response.status not in (412, 416):
+            raise UpstreamAnswer(response)
+        response.close()
+        self.gw.tables.drop(self.bucket, self.key)
+        return None
+
+    @staticmethod
+    def _runs(keys: MultipartKeys, span: multipart.MultipartSpan) -> list[_Run]:
+        return [_Run(p.span.ciphertext_end - p.span.ciphertext_start + 1, p.span.first_segment, p.span.final_segment,
+                     keys.part_key(p.part.number, p.part.salt), p.part.number) for p in span.parts]
 
     async def part_table(self, keys: MultipartKeys, etag: str, total: int, stored_parts: int | None
                          ) -> multipart.PartTable:

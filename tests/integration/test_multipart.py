@@ -516,3 +516,29 @@ def test_a_repeated_complete_succeeds_again(s3, stack, store):
         s3.complete_multipart_upload(Bucket=stack.bucket, Key=key, UploadId=aborted,
                                      MultipartUpload={"Parts": [{"PartNumber": 9, "ETag": parts[0]["ETag"]}]})
     assert gone.value.response["Error"]["Code"] == "NoSuchUpload"
+
+
+def _upstream_gets(stack) -> float:
+    text = urllib.request.urlopen(stack.http.admin_url + "/metrics", timeout=10).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith('envelope_upstream_requests_total{method="GET"'))
+
+
+def test_ranged_reads_of_a_multipart_object_reuse_its_part_table(s3, stack, store):
+    """The first ranged read fetches the part table; the next ones cost one upstream request each, and a
+    replaced object is noticed (the cached table is pinned to the ETag it was read under)."""
+    key = _key("ranges")
+    data = os.urandom(ODD + 1000)
+    _upload(s3, stack.bucket, key, [(1, data[:ODD]), (2, data[ODD:])])
+    assert s3.get_object(Bucket=stack.bucket, Key=key, Range="bytes=10-20")["Body"].read() == data[10:21]
+    before = _upstream_gets(stack)
+    for first in (ODD - 5, 70_000, 3):
+        got = s3.get_object(Bucket=stack.bucket, Key=key, Range=f"bytes={first}-{first + 99}")
+        assert got["Body"].read() == data[first:first + 100]
+    assert _upstream_gets(stack) - before == 3
+    replaced = os.urandom(ODD + 2000)
+    _upload(s3, stack.bucket, key, [(1, replaced[:ODD]), (2, replaced[ODD:])])
+    got = s3.get_object(Bucket=stack.bucket, Key=key, Range=f"bytes={ODD}-{ODD + 1999}")
+    assert got["Body"].read() == replaced[ODD:]
+    assert got["ContentRange"] == f"bytes {ODD}-{ODD + 1999}/{len(replaced)}"
+    assert s3.get_object(Bucket=stack.bucket, Key=key, PartNumber=2)["Body"].read() == replaced[ODD:]
