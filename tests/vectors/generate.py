@@ -54,6 +54,19 @@ def salt_for(name: str) -> bytes:
     return hashlib.sha256(b"envelope-gateway test vectors: salt " + name.encode()).digest()
 
 
+def _inputs(salt: bytes) -> dict:
+    """The inputs every vector states: DEK, salt, object name, its KMS context and (placeholder) wrapped key."""
+    return {
+        "dek": DEK.hex(),
+        "salt": salt.hex(),
+        "bucket": BUCKET,
+        "key": KEY,
+        "encryption_context": {"envelope-gateway:bucket": BUCKET, "envelope-gateway:key": KEY},
+        "wrapped_keys": [{"scheme": "kms", "key_id": KMS_KEY_ARN, "blob": FAKE_BLOB.hex(),
+                          "note": "not a real KMS CiphertextBlob; shows the encoding only"}],
+    }
+
+
 def hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
     return hmac.new(salt, ikm, hashlib.sha256).digest()
 
@@ -100,13 +113,7 @@ def positive(n: int) -> tuple[str, dict]:
     return name, {
         "name": name,
         "description": f"Format v1, one-request object of {n} plaintext bytes (plaintext[i] = i mod 251).",
-        "dek": DEK.hex(),
-        "salt": salt.hex(),
-        "bucket": BUCKET,
-        "key": KEY,
-        "encryption_context": {"envelope-gateway:bucket": BUCKET, "envelope-gateway:key": KEY},
-        "wrapped_keys": [{"scheme": "kms", "key_id": KMS_KEY_ARN, "blob": FAKE_BLOB.hex(),
-                          "note": "not a real KMS CiphertextBlob; shows the encoding only"}],
+        **_inputs(salt),
         "intermediate": {
             "header_bound_0_36": enc["bound"].hex(),
             "prk": enc["prk"].hex(),
@@ -314,13 +321,7 @@ def multipart(name: str, layout: list[tuple[int, int]], trailer_part: bool) -> t
         "description": (f"Format v1, multipart layout (header flags 0x01): {layout_text}; "
                         f"the trailer {placement} (M = {'N + 1' if trailer_part else 'N'}). plaintext[i] = i mod 251 over the whole object. "
                         "Part sizes are far below S3's 5 MiB minimum to keep the file small."),
-        "dek": DEK.hex(),
-        "salt": salt.hex(),
-        "bucket": BUCKET,
-        "key": KEY,
-        "encryption_context": {"envelope-gateway:bucket": BUCKET, "envelope-gateway:key": KEY},
-        "wrapped_keys": [{"scheme": "kms", "key_id": KMS_KEY_ARN, "blob": FAKE_BLOB.hex(),
-                          "note": "not a real KMS CiphertextBlob; shows the encoding only"}],
+        **_inputs(salt),
         "intermediate": {
             "header_bound_0_36": bound.hex(),
             "prk": prk.hex(),
