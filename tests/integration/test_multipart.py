@@ -542,3 +542,14 @@ def test_ranged_reads_of_a_multipart_object_reuse_its_part_table(s3, stack, stor
     assert got["Body"].read() == replaced[ODD:]
     assert got["ContentRange"] == f"bytes {ODD}-{ODD + 1999}/{len(replaced)}"
     assert s3.get_object(Bucket=stack.bucket, Key=key, PartNumber=2)["Body"].read() == replaced[ODD:]
+
+
+@pytest.mark.parametrize("body", [b"", b"x"])
+def test_a_single_tiny_part(s3, stack, store, body):
+    """An upload of one empty (or one-byte) part: the part is stashed and completed with the table appended."""
+    key = _key()
+    _upload(s3, stack.bucket, key, [(1, body)])
+    _check_object(s3, store, stack.bucket, key, body, 1)
+    if body:
+        assert s3.get_object(Bucket=stack.bucket, Key=key, Range="bytes=0-0")["Body"].read() == body
+    assert s3.get_object(Bucket=stack.bucket, Key=key, PartNumber=1)["Body"].read() == body
