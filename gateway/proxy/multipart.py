@@ -198,9 +198,22 @@ async def _copy_stash_to_part(gw: Gateway, bucket: str, key: str, upload_id: str
                                          copy_headers, body=b"")
     async with response:
         body = await response.read()
-        if response.status != 200 or parse_error(body) is not None:
-            raise errors.UpstreamError("The object store did not take the part.")
-    return result_etag(body, "UploadPartCopy response")
+        status = response.status
+    error = parse_error(body)
+    if status == 200 and error is None:
+        return result_etag(body, "UploadPartCopy response")
+    # The part is not in the upload (aborted meanwhile, say, on another replica): its stash must not linger.
+    await gw.uploads.delete_keys(bucket, [source])
+    if status == 404 or (error is not None and error[0] == "NoSuchUpload") \
+            or not await _upload_exists(gw, bucket, key, upload_id):
+        raise errors.NoSuchUpload(UploadId=upload_id)
+    raise errors.UpstreamError("The object store did not take the part.")
+
+
+async def _upload_exists(gw: Gateway, bucket: str, key: str, upload_id: str) -> bool:
+    response = await gw.upstream.request("GET", bucket, key, [("uploadId", upload_id), ("max-parts", "1")])
+    response.close()
+    return response.status != 404
 
 
 async def complete_multipart_upload(gw: Gateway, request: web.Request, target: Target,
@@ -256,10 +269,7 @@ async def _repeated_complete(gw: Gateway, request: web.Request, target: Target, 
     the store no longer knows it and the object under its key has the multipart layout with exactly the client's
     part numbers in its sealed part table. None: not recognisably completed (the caller answers NoSuchUpload)."""
     assert target.bucket is not None and target.key is not None
-    listing = await gw.upstream.request("GET", target.bucket, target.key, [("uploadId", upload_id),
-                                                                           ("max-parts", "1")])
-    listing.close()
-    if listing.status != 404:
+    if await _upload_exists(gw, target.bucket, target.key, upload_id):
         return None
     head = await gw.upstream.request("HEAD", target.bucket, target.key)
     head.close()

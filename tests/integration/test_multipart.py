@@ -553,3 +553,16 @@ def test_a_single_tiny_part(s3, stack, store, body):
     if body:
         assert s3.get_object(Bucket=stack.bucket, Key=key, Range="bytes=0-0")["Body"].read() == body
     assert s3.get_object(Bucket=stack.bucket, Key=key, PartNumber=1)["Body"].read() == body
+
+
+def test_a_small_part_for_an_upload_aborted_elsewhere_leaves_nothing(s3, s3_tls, stack, store):
+    """The HTTP gateway still has the upload's keys cached when the TLS one aborts it: its next (stashed) part
+    is refused with NoSuchUpload, and the stash it wrote first is deleted again."""
+    key = _key()
+    upload_id = s3.create_multipart_upload(Bucket=stack.bucket, Key=key)["UploadId"]
+    s3.upload_part(Bucket=stack.bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=os.urandom(5 * MiB))
+    s3_tls.abort_multipart_upload(Bucket=stack.bucket, Key=key, UploadId=upload_id)
+    with pytest.raises(ClientError) as gone:
+        s3.upload_part(Bucket=stack.bucket, Key=key, UploadId=upload_id, PartNumber=2, Body=b"late and small")
+    assert gone.value.response["Error"]["Code"] == "NoSuchUpload"
+    assert _reserved_keys(store, stack.bucket) == []
