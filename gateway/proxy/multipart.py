@@ -241,6 +241,11 @@ async def complete_multipart_upload(gw: Gateway, request: web.Request, target: T
         if record.size < MIN_PART_BYTES:
             raise errors.EntityTooSmall(ProposedSize=str(record.size), MinSizeAllowed=str(MIN_PART_BYTES),
                                         PartNumber=str(record.number))
+    expected_size = request.headers.get("x-amz-mp-object-size")
+    if expected_size is not None and expected_size.strip() != str(sum(r.size for r in chosen)):
+        # The client's own total, in plaintext bytes (the store never sees it: its sizes are ciphertext).
+        raise errors.InvalidRequest("The provided 'x-amz-mp-object-size' header value does not match the size of "
+                                    "the object.")
     last = chosen[-1]
     table = PartTable(tuple(PartEntry(r.number, r.size, r.salt) for r in chosen),
                       len(chosen) if last.stashed else len(chosen) + 1)

@@ -571,3 +571,17 @@ def test_a_small_part_for_an_upload_aborted_elsewhere_leaves_nothing(s3, s3_tls,
         s3.upload_part(Bucket=stack.bucket, Key=key, UploadId=upload_id, PartNumber=2, Body=b"late and small")
     assert gone.value.response["Error"]["Code"] == "NoSuchUpload"
     assert not store.list_objects_v2(Bucket=stack.bucket, Prefix=upload_prefix(upload_id)).get("Contents")
+
+
+def test_mp_object_size_is_checked_against_the_plaintext(s3, stack):
+    key = _key()
+    upload_id = s3.create_multipart_upload(Bucket=stack.bucket, Key=key)["UploadId"]
+    etag = s3.upload_part(Bucket=stack.bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=b"12345")["ETag"]
+    parts = {"Parts": [{"PartNumber": 1, "ETag": etag}]}
+    with pytest.raises(ClientError) as wrong:
+        s3.complete_multipart_upload(Bucket=stack.bucket, Key=key, UploadId=upload_id, MultipartUpload=parts,
+                                     MpuObjectSize=6)
+    assert wrong.value.response["Error"]["Code"] == "InvalidRequest"
+    s3.complete_multipart_upload(Bucket=stack.bucket, Key=key, UploadId=upload_id, MultipartUpload=parts,
+                                 MpuObjectSize=5)
+    assert s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read() == b"12345"
