@@ -159,10 +159,14 @@ def tail_part_count(tail: bytes) -> int:
     return count
 
 
-def open_trailer(keys: MultipartKeys, tail: bytes, stored_total: int) -> PartTable:
+def open_trailer(keys: MultipartKeys, tail: bytes, stored_total: int,
+                 stored_part_count: int | None = None) -> PartTable:
     """The part table from the last bytes of the object (at least table_tail_size(N) of them), checked against
-    the object's stored size. Any inconsistency is TamperedCiphertext."""
+    the object's stored size and, when the store's ETag gives one, its part count M (listings and HEAD take the
+    size from that M, so a table that disagrees must not be read). Any inconsistency is TamperedCiphertext."""
     count = tail_part_count(tail)
+    if stored_part_count is not None and count not in (stored_part_count - 1, stored_part_count):
+        raise errors.TamperedCiphertext("The stored object's part count does not match its part table.")
     need = table_tail_size(count)
     if need > stored_total:
         # The clear count is not authenticated yet: one that needs more bytes than the object has is tampering,
@@ -186,6 +190,8 @@ def open_trailer(keys: MultipartKeys, tail: bytes, stored_total: int) -> PartTab
         raise errors.TamperedCiphertext("The stored object's part table is malformed.") from None
     if table.plaintext_size != size or stored_size(size, stored_parts) != stored_total:
         raise errors.TamperedCiphertext("The stored object's size does not match its part table.")
+    if stored_part_count is not None and stored_parts != stored_part_count:
+        raise errors.TamperedCiphertext("The stored object's part count does not match its part table.")
     return table
 
 

@@ -107,12 +107,8 @@ def read_table(dek: bytes, header: Header, stored: bytes, m: int) -> tuple[Multi
     except ValueError:
         raise errors.TamperedCiphertext("impossible stored size") from None
     keys = open_multipart_keys(dek, header)
-    tail = stored[-mp.table_tail_size(m):]
-    if mp.tail_part_count(tail) not in (m - 1, m):
-        raise errors.TamperedCiphertext("part count does not match the ETag")
-    table = mp.open_trailer(keys, tail, len(stored))
-    if table.stored_part_count != m or table.plaintext_size != n:
-        raise errors.TamperedCiphertext("part table does not match the ETag")
+    table = mp.open_trailer(keys, stored[-mp.table_tail_size(m):], len(stored), m)
+    assert table.plaintext_size == n  # the size check in open_trailer makes it so
     return keys, table
 
 
@@ -499,6 +495,11 @@ def test_open_trailer_edges():
     with pytest.raises(errors.TamperedCiphertext, match="size"):
         mp.open_trailer(obj.keys, obj.stored, c + 1)  # the table does not describe an object of this size
     assert mp.open_trailer(obj.keys, memoryview(obj.stored), c) == obj.table
+    # The store's part count (the ETag's -M) must be the table's: M = N = 2 here.
+    assert mp.open_trailer(obj.keys, obj.stored, c, 2) == obj.table
+    for wrong in (1, 3, 4):
+        with pytest.raises(errors.TamperedCiphertext, match="part count"):
+            mp.open_trailer(obj.keys, obj.stored, c, wrong)
 
 
 # --- tables, keys and headers -----------------------------------------------------------------------------------
