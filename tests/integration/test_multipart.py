@@ -231,23 +231,25 @@ def _assert_read_fails(s3, bucket: str, key: str) -> None:
         assert failed.value.response["ResponseMetadata"]["HTTPStatusCode"] >= 500
 
 
-def test_swapped_parts_fail_on_read(s3, stack, store):
+def _three_parts(s3, stack, store) -> tuple[str, list[bytes], bytes, dict, int]:
+    """An object of two 5 MiB parts and a short one: its key, plaintext parts, stored body and metadata, and the
+    stored size of a full part."""
     key = _key("tamper")
     chunks = [os.urandom(5 * MiB), os.urandom(5 * MiB), os.urandom(10)]
     _upload(s3, stack.bucket, key, list(enumerate(chunks, start=1)))
     body, metadata = _stored(store, stack.bucket, key)
-    part = ciphertext_size(5 * MiB)
+    return key, chunks, body, metadata, ciphertext_size(5 * MiB)
+
+
+def test_swapped_parts_fail_on_read(s3, stack, store):
+    key, _, body, metadata, part = _three_parts(s3, stack, store)
     swapped = body[part:2 * part] + body[:part] + body[2 * part:]
     _restore(store, stack.bucket, key, swapped, metadata, [part, part, len(body) - 2 * part])
     _assert_read_fails(s3, stack.bucket, key)
 
 
 def test_truncated_part_fails_on_read(s3, stack, store):
-    key = _key("tamper")
-    chunks = [os.urandom(5 * MiB), os.urandom(5 * MiB), os.urandom(10)]
-    _upload(s3, stack.bucket, key, list(enumerate(chunks, start=1)))
-    body, metadata = _stored(store, stack.bucket, key)
-    part = ciphertext_size(5 * MiB)
+    key, chunks, body, metadata, part = _three_parts(s3, stack, store)
     # Drop part 1's last segment, and grow the trailer's zero padding so the stored size still looks right.
     cut = body[:part - 65_552] + body[part:]
     table_at = len(cut) - multipart.table_tail_size(3)
