@@ -177,9 +177,7 @@ class ObjectReader:
             raise UpstreamAnswer(response)
         envelope, wrapped = parse_metadata(envelope_fields(response.headers))
         window = _window(response)
-        out = client_response_headers(response.headers)
-        out.update(sse_headers(wrapped[0].key_id if wrapped else ""))
-        out["Accept-Ranges"] = "bytes"
+        out = self._client_headers(response, wrapped)
         etag = response.headers.get("ETag", "")
         if envelope.flags & FLAG_MULTIPART_LAYOUT:
             return await self._multipart(response, envelope, wrapped, window, out, etag)
@@ -218,13 +216,9 @@ class ObjectReader:
         if self._cacheable():
             self.gw.tables.put(self.bucket, self.key, CachedTable(etag, envelope, table))
         size = table.plaintext_size
+        selected = self._select(table)
         if self.part_number is not None:
-            selected = multipart.part_range(table, self.part_number)
-            if selected is None:
-                raise errors.InvalidPartNumber()
             out["x-amz-mp-parts-count"] = str(len(table.parts))
-        else:
-            selected = parse_range(self.range_value, size)
         start, end = selected if selected is not None else (0, size - 1)
         length = end - start + 1
         status = _range_headers(out, selected, size, length)
@@ -253,12 +247,7 @@ class ObjectReader:
         to the cached ETag. None (and the entry dropped) when the object is not the one the table describes."""
         table = cached.table
         size = table.plaintext_size
-        if self.part_number is not None:
-            selected = multipart.part_range(table, self.part_number)
-            if selected is None:
-                raise errors.InvalidPartNumber()
-        else:
-            selected = parse_range(self.range_value, size)
+        selected = self._select(table)
         start, end = selected if selected is not None else (0, size - 1)
         length = end - start + 1
         if not length:
@@ -268,14 +257,13 @@ class ObjectReader:
             "GET", self.bucket, self.key, self.query,
             {"range": f"bytes={span.ciphertext_start}-{span.ciphertext_end}", "if-match": cached.etag})
         self._responses.append(response)
-        window = _window(response) if response.status == 206 else None
+        if response.status >= 300 and response.status not in (412, 416):
+            raise UpstreamAnswer(response)  # a missing object, a denied request: as the full path relays them
         if response.status == 206:
             envelope, wrapped = parse_metadata(envelope_fields(response.headers))
-            assert window is not None
+            window = _window(response)
             if envelope == cached.header and window.total == multipart.stored_size(size, table.stored_part_count):
-                out = client_response_headers(response.headers)
-                out.update(sse_headers(wrapped[0].key_id if wrapped else ""))
-                out["Accept-Ranges"] = "bytes"
+                out = self._client_headers(response, wrapped)
                 if self.part_number is not None:
                     out["x-amz-mp-parts-count"] = str(len(table.parts))
                 status = _range_headers(out, selected, size, length)
@@ -283,11 +271,28 @@ class ObjectReader:
                 views = self._views(response, window, span.ciphertext_start, span.ciphertext_end,
                                     self._runs(keys, span), span.parts[0].span.skip_bytes, length)
                 return Plaintext(status, out, length, cached.etag, views)
-        elif response.status not in (412, 416):
-            raise UpstreamAnswer(response)
+        # Not the object the table describes (412, another header or size), or a store that ignored the range
+        # (a 200 carries the whole ciphertext, which must never be relayed): the full path decides.
         response.close()
         self.gw.tables.drop(self.bucket, self.key)
         return None
+
+    def _select(self, table: multipart.PartTable) -> tuple[int, int] | None:
+        """The plaintext bytes asked for (None: the whole object): a part by number, or the client's Range."""
+        if self.part_number is None:
+            return parse_range(self.range_value, table.plaintext_size)
+        selected = multipart.part_range(table, self.part_number)
+        if selected is None:
+            raise errors.InvalidPartNumber()
+        return selected
+
+    @staticmethod
+    def _client_headers(response: aiohttp.ClientResponse, wrapped: list[WrappedKey]) -> dict[str, str]:
+        """The store's response headers a client may see, with the SSE-KMS headers of an encrypted object."""
+        out = client_response_headers(response.headers)
+        out.update(sse_headers(wrapped[0].key_id if wrapped else ""))
+        out["Accept-Ranges"] = "bytes"
+        return out
 
     @staticmethod
     def _runs(keys: MultipartKeys, span: multipart.MultipartSpan) -> list[_Run]:
