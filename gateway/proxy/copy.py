@@ -20,14 +20,15 @@ from gateway.format.envelope import (FLAG_MULTIPART_LAYOUT, Header, WrappedKey, 
 from gateway.proxy.context import Gateway
 from gateway.proxy.headers import client_response_headers, forwardable_request_headers
 from gateway.proxy.objectreader import ObjectReader
-from gateway.proxy.passthrough import multipart_part_count, read_control_body
+from gateway.proxy.passthrough import read_control_body
 from gateway.proxy.responses import result_document, sse_headers
 from gateway.proxy.upload import RESERVED_METADATA_BYTES
 from gateway.proxy.uploadstate import is_reserved_key
 from gateway.s3.addressing import Target
 from gateway.s3.copy import CopySource, metadata_directive, parse_copy_source, source_conditions
 from gateway.s3.metadata import META_PREFIX, RESERVED_PREFIX, check_client_metadata, envelope_fields
-from gateway.s3.multipart_xml import complete_request_body, http_date_iso, parse_upload_id, result_etag
+from gateway.s3.multipart_xml import (complete_request_body, http_date_iso, multipart_part_count, parse_upload_id,
+                                      result_etag)
 from gateway.s3.sigv4 import VerifiedRequest
 from gateway.s3.xml import DECLARATION, S3_NAMESPACE, parse_error
 

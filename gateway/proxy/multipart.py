@@ -27,7 +27,7 @@ from gateway.proxy.body import ClientBody
 from gateway.proxy.context import Gateway
 from gateway.proxy.headers import client_response_headers, forwardable_request_headers, object_write_headers
 from gateway.proxy.objectreader import ObjectReader, PlaintextBody, UpstreamAnswer
-from gateway.proxy.passthrough import multipart_part_count, read_control_body
+from gateway.proxy.passthrough import read_control_body
 from gateway.proxy.responses import relay_upstream_error, result_document, sse_headers
 from gateway.proxy.upload import (MAX_SINGLE_PUT_PLAINTEXT_BYTES, MAX_STORED_PUT_BYTES, RESERVED_METADATA_BYTES,
                                   seal_client_body, send_sealed)
@@ -36,7 +36,8 @@ from gateway.s3.addressing import Target
 from gateway.s3.copy import copy_range, parse_copy_source, source_conditions
 from gateway.s3.metadata import check_client_metadata, envelope_fields
 from gateway.s3.multipart_xml import (complete_request_body, complete_result, copy_part_result, http_date_iso,
-                                      normalise_etag, parse_complete_request, parse_upload_id, result_etag)
+                                      multipart_part_count, normalise_etag, parse_complete_request, parse_upload_id,
+                                      result_etag)
 from gateway.s3.sigv4 import VerifiedRequest
 from gateway.s3.xml import parse_error, rewrite_listing
 

@@ -24,11 +24,11 @@ from gateway.format.sizes import SEALED_SEGMENT_SIZE_BYTES, SEGMENT_SIZE_BYTES, 
 from gateway.proxy.budget import Lease
 from gateway.proxy.context import Gateway
 from gateway.proxy.headers import client_response_headers
-from gateway.proxy.passthrough import multipart_part_count
 from gateway.proxy.pipeline import ordered_work
 from gateway.proxy.responses import read_upto, sse_headers
 from gateway.proxy.tablecache import CachedTable
 from gateway.s3.metadata import envelope_fields
+from gateway.s3.multipart_xml import multipart_part_count
 from gateway.s3.ranges import content_range, parse_range
 
 

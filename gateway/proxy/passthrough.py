@@ -19,7 +19,7 @@ from gateway.proxy.uploadstate import is_reserved_key
 from gateway.s3.addressing import Target
 from gateway.s3.operations import Operation
 from gateway.s3.sigv4 import VerifiedRequest
-from gateway.s3.multipart_xml import delete_request_keys
+from gateway.s3.multipart_xml import delete_request_keys, multipart_part_count
 from gateway.s3.xml import parse_error, rewrite_listing
 
 log = logging.getLogger(__name__)
@@ -104,12 +104,6 @@ def listed_size(stored: int, etag: str) -> int | None:
         return plaintext_size(stored) if parts is None else multipart.plaintext_size(stored, parts)
     except ValueError:
         return None  # not a size this format can produce: shown as stored rather than guessed
-
-
-def multipart_part_count(etag: str) -> int | None:
-    """M of a multipart ETag `"<hex>-M"`, or None for any other ETag."""
-    _, dash, count = etag.strip().strip('"').rpartition("-")
-    return int(count) if dash and count.isascii() and count.isdigit() and count[0] != "0" else None
 
 
 async def list_objects(gw: Gateway, request: web.Request, target: Target, verified: VerifiedRequest

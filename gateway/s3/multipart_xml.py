@@ -31,6 +31,13 @@ def normalise_etag(etag: str) -> str:
     return etag.strip().strip('"').strip()
 
 
+def multipart_part_count(etag: str) -> int | None:
+    """M of a multipart ETag `"<hex>-M"` (the number of parts the store completed the object from), or None for
+    any other ETag."""
+    _, dash, count = etag.strip().strip('"').rpartition("-")
+    return int(count) if dash and count.isascii() and count.isdigit() and count[0] != "0" else None
+
+
 def parse_upload_id(body: bytes) -> str:
     """UploadId from the store's InitiateMultipartUploadResult."""
     root = _root(body, "CreateMultipartUpload response")

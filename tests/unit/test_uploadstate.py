@@ -14,7 +14,8 @@ from gateway import errors
 from gateway.format import multipart as mp
 from gateway.format import sizes
 from gateway.format.envelope import FLAG_MULTIPART_LAYOUT, WrappedKey, new_multipart_keys
-from gateway.proxy.passthrough import listed_size, multipart_part_count
+from gateway.proxy.passthrough import listed_size
+from gateway.s3.multipart_xml import multipart_part_count
 from gateway.proxy.uploadstate import (
     RESERVED_KEY_PREFIX,
     UPLOADS_PREFIX,
