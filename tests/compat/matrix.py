@@ -41,6 +41,9 @@ ROWS = (
     Row("boto3-tls", "boto3 (newest), TLS", ".venv-clients", "boto3_driver.py", "tls"),
     Row("boto3-1.35-http", "boto3 1.35, HTTP", ".venv-clients-legacy", "boto3_driver.py"),
     Row("boto3-1.35-tls", "boto3 1.35, TLS", ".venv-clients-legacy", "boto3_driver.py", "tls"),
+    Row("minio-py", "minio-py", ".venv-clients", "minio_driver.py"),
+    Row("s3fs", "s3fs (fsspec)", ".venv-clients-aio", "s3fs_driver.py"),
+    Row("aioboto3", "aioboto3", ".venv-clients-aio", "aioboto3_driver.py"),
 )
 
 

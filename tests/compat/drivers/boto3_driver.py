@@ -11,7 +11,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError as BotoClientError
 
-from common import ClientError, ClientFailure, Driver, main
+from common import ClientError, ClientFailure, Driver, crc32_check, main
 
 
 class Boto3(Driver):
@@ -64,6 +64,13 @@ class Boto3(Driver):
 
     def presign_put(self, key: str) -> str:
         return self.s3.generate_presigned_url("put_object", Params={"Bucket": self.spec.bucket, "Key": key})
+
+    def hash_check(self, directory: Path, prefix: str) -> str:
+        return crc32_check(self.put_with_crc32, directory, prefix)
+
+    def put_with_crc32(self, path: Path, key: str) -> dict:
+        return self.s3.put_object(Bucket=self.spec.bucket, Key=key, Body=path.read_bytes(),
+                                  ChecksumAlgorithm="CRC32")
 
     def error(self, case: str) -> ClientError:
         s3, params = self.s3, {"Bucket": self.spec.bucket, "Key": self.key("present")}

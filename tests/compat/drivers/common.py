@@ -8,6 +8,7 @@ JSON line per scenario: {"scenario", "status": "pass" | "fail" | "n/a", "detail"
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import json
@@ -18,6 +19,7 @@ import sys
 import time
 import traceback
 import urllib.parse
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -305,8 +307,19 @@ class Driver:
             seen.append(f"{case} → {error.status or ''} {error.code or ''}".rstrip())
         error = self.error("tampered")
         expect(error.status is None or error.status >= 500, f"tampered: status {error.status}, expected a 5xx")
-        seen.append(f"tampered → {error.status or 'error'} {error.code or ''}".rstrip())
+        seen.append(f"tampered → {error.status} {error.code or ''}".rstrip() if error.status
+                    else f"tampered → {error.message[:120]}")
         return "; ".join(seen)
+
+
+def crc32_check(put, directory: Path, prefix: str) -> str:
+    """The SDK's own end-to-end check: each file PUT with a CRC32 the SDK computed, which the gateway verifies over
+    the plaintext (400 BadDigest otherwise) and echoes; the echo must equal the file's CRC32."""
+    for path in sorted(directory.iterdir()):
+        crc = base64.b64encode(zlib.crc32(path.read_bytes()).to_bytes(4, "big")).decode()
+        echoed = put(path, prefix + path.name).get("ChecksumCRC32")
+        expect(echoed == crc, f"{path.name}: CRC32 echoed {echoed}, the file's is {crc}")
+    return "CRC32 computed by the SDK, verified by the gateway and echoed back"
 
 
 def expect(condition: bool, message: str) -> None:
