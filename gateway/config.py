@@ -33,6 +33,8 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
                       ValidationInfo, field_validator, model_validator)
 from pydantic_core import PydanticCustomError, core_schema
 
+from gateway.s3.access import ACCESS_WORDS, BucketPolicy
+
 __all__ = ["ConfigError", "HostPort", "TLS", "Upstream", "KMS", "Client", "Crypto", "Settings", "load_settings",
            "redacted_dict", "effective_cpu_count", "ENV_PREFIX"]
 
@@ -327,12 +329,26 @@ class Client(_Section):
             raise _invalid("must not contain '/', ',' or '=' (it is part of the SigV4 credential scope)")
         return value
 
+    # Bucket name or shell-style pattern → "read" | "write" | "read-write"; absent: every bucket, read and write.
+    buckets: dict[str, Literal["read", "write", "read-write"]] | None = None
+
     @field_validator("secret_access_key")
     @classmethod
     def _secret(cls, value: SecretStr) -> SecretStr:
         if not value.get_secret_value():
             raise _invalid("must not be empty")
         return value
+
+    @field_validator("buckets")
+    @classmethod
+    def _buckets(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None and any(not name.strip() or "/" in name for name in value):
+            raise _invalid("bucket names and patterns must be non-empty and contain no '/'")
+        return value
+
+    def bucket_policy(self) -> BucketPolicy:
+        return BucketPolicy(None if self.buckets is None
+                            else {name: ACCESS_WORDS[word] for name, word in self.buckets.items()})
 
 
 class Crypto(_Section):

@@ -91,6 +91,7 @@ async def run(settings: Settings, overrides: Overrides | None = None,
     pool = CryptoPool(settings.crypto.workers or effective_cpu_count(), metrics)
     gw = Gateway(upstream=upstream, keys=keys, pool=pool, metrics=metrics, uploads=UploadStates(upstream, keys),
                  client_secrets={c.access_key_id: c.secret_access_key.get_secret_value() for c in settings.clients},
+                 client_policies={c.access_key_id: c.bucket_policy() for c in settings.clients},
                  virtual_host_domains=tuple(settings.virtual_host_domains),
                  batch_bytes=settings.crypto.batch_bytes,
                  inflight_batches=settings.crypto.inflight_batches_per_request,

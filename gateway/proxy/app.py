@@ -20,6 +20,7 @@ from gateway.proxy.responses import ABORTED, error_response
 from gateway.proxy.upload import put_object
 from gateway.proxy.uploadstate import is_reserved_key
 from gateway.s3.addressing import Target, parse_query, resolve
+from gateway.s3.copy import parse_copy_source
 from gateway.s3.operations import Handling, classify
 from gateway.s3.sigv2 import is_presigned_v2, verify_presigned_v2
 from gateway.s3.sigv4 import VerifiedRequest, verify_request
@@ -83,6 +84,10 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     request[_OPERATION] = operation.name
     if operation.handling is Handling.REFUSE:
         raise operation.error or errors.NotImplementedS3()
+    copy_source = request.headers.get("x-amz-copy-source")
+    gw.policy_for(verified.access_key_id).check(
+        operation.name, operation.bucket,
+        parse_copy_source(copy_source).bucket if copy_source and operation.handling in _COPIES else None)
     if is_reserved_key(target.key):
         # The gateway's own records of in-progress uploads (wrapped keys, part salts): not the clients' to
         # read, overwrite or delete.
@@ -95,6 +100,8 @@ async def _handle(request: web.Request) -> web.StreamResponse:
                                 head=operation.handling is Handling.HEAD_OBJECT)
     return await pass_through(gw, request, target, verified, operation)
 
+
+_COPIES = (Handling.COPY_OBJECT, Handling.UPLOAD_PART_COPY)
 
 _HANDLERS = {
     Handling.PUT_OBJECT: put_object,

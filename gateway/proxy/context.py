@@ -10,6 +10,7 @@ from gateway.proxy.pool import CryptoPool
 from gateway.proxy.tablecache import TableCache
 from gateway.proxy.uploadstate import UploadStates
 from gateway.proxy.upstream import Upstream
+from gateway.s3.access import BucketPolicy
 
 
 @dataclass
@@ -22,6 +23,7 @@ class Gateway:
     budget: BatchBudget
     tables: TableCache
     client_secrets: dict[str, str] = field(repr=False)
+    client_policies: dict[str, BucketPolicy] = field(default_factory=dict)
     virtual_host_domains: tuple[str, ...] = ()
     batch_bytes: int = 1 << 20
     inflight_batches: int = 4
@@ -31,3 +33,7 @@ class Gateway:
 
     def secret_for(self, access_key_id: str) -> str | None:
         return self.client_secrets.get(access_key_id)
+
+    def policy_for(self, access_key_id: str) -> BucketPolicy:
+        # Only verified identities get here; a client configured without `buckets` may use every bucket.
+        return self.client_policies.get(access_key_id, BucketPolicy())

@@ -293,7 +293,8 @@ def test_secrets_never_in_error_messages(tmp_path: Path) -> None:
 def test_redacted_dict(tmp_path: Path) -> None:
     settings = load_settings(write_yaml(tmp_path, {**MINIMAL, "listen": "[::1]:8443"}), {})
     data = redacted_dict(settings)
-    assert data["clients"] == [{"access_key_id": "AKIAIOSFODNN7EXAMPLE", "secret_access_key": "***"}]
+    assert data["clients"] == [{"access_key_id": "AKIAIOSFODNN7EXAMPLE", "secret_access_key": "***",
+                                "buckets": None}]
     assert data["listen"] == "[::1]:8443" and data["admin_listen"] == "127.0.0.1:9090"
     assert data["kms"] == {"key_id": "alias/envelope", "endpoint": None, "region": None}
     assert data["crypto"] == {"workers": None, "batch_bytes": 4194304, "inflight_batches_per_request": 2,
@@ -548,3 +549,19 @@ def test_effective_cpu_count_follows_proc_self_cgroup(tmp_path: Path) -> None:
 
 def test_effective_cpu_count_on_this_machine() -> None:
     assert 1 <= effective_cpu_count() <= len(os.sched_getaffinity(0))
+
+
+def test_client_bucket_grants(tmp_path: Path) -> None:
+    clients = [{"access_key_id": "a", "secret_access_key": "1", "buckets": {"reports": "read", "logs-*": "write"}},
+               {"access_key_id": "b", "secret_access_key": "2"}]
+    settings = load_settings(write_yaml(tmp_path, {**MINIMAL, "clients": clients}), environ={})
+    restricted, unrestricted = (client.bucket_policy() for client in settings.clients)
+    assert restricted.grants is not None and unrestricted.grants is None
+
+
+def test_client_bucket_grants_are_validated(tmp_path: Path) -> None:
+    clients = [{"access_key_id": "a", "secret_access_key": "1", "buckets": {"reports": "admin"}},
+               {"access_key_id": "b", "secret_access_key": "2", "buckets": {"": "read"}}]
+    assert problems_of(write_yaml(tmp_path, {**MINIMAL, "clients": clients})) == [
+        "clients[0].buckets.reports: input should be 'read', 'write' or 'read-write'",
+        "clients[1].buckets: bucket names and patterns must be non-empty and contain no '/'"]
