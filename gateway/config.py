@@ -297,9 +297,27 @@ class Upstream(_Service):
         return value
 
 
+class BucketKeySettings(_Section):
+    """Bucket-key mode (docs/KEYS.md): for these buckets one KMS data key per bucket and window gives every
+    object its own derived DEK, instead of one KMS call per object."""
+    buckets: list[str] = Field(min_length=1)  # names or shell-style patterns
+    # A bucket key is replaced after this long or this many objects (the age also bounds how long new objects
+    # keep being encrypted under a master key that was disabled meanwhile).
+    max_age_seconds: Float = Field(300.0, gt=0, le=86400)
+    max_objects: Int = Field(100_000, ge=1)
+
+    @field_validator("buckets")
+    @classmethod
+    def _buckets(cls, value: list[str]) -> list[str]:
+        if any(not name.strip() or "/" in name for name in value):
+            raise _invalid("bucket names and patterns must be non-empty and contain no '/'")
+        return value
+
+
 class KMS(_Service):
     """The KMS key that wraps every object's data key. Credentials: the AWS SDK's default chain."""
     key_id: str
+    bucket_keys: BucketKeySettings | None = None
 
     @field_validator("key_id")
     @classmethod

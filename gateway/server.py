@@ -14,6 +14,7 @@ import aioboto3
 from aiohttp import web
 
 from gateway.config import Settings, effective_cpu_count
+from gateway.keys.bucketkeys import BucketKeyPolicy, BucketKeys
 from gateway.keys.kms import KeyService
 from gateway.observability.admin import build_admin_app
 from gateway.observability.metrics import Metrics
@@ -84,7 +85,10 @@ async def run(settings: Settings, overrides: Overrides | None = None,
                         connect_timeout_seconds=settings.upstream.connect_timeout_seconds,
                         read_timeout_seconds=settings.upstream.read_timeout_seconds,
                         send_buffer_bytes=settings.socket_send_buffer_bytes)
+    bucket_keys = settings.kms.bucket_keys
     keys = KeyService(settings.kms.key_id, metrics,
+                      bucket_keys=BucketKeys(BucketKeyPolicy(tuple(bucket_keys.buckets), bucket_keys.max_age_seconds,
+                                                             bucket_keys.max_objects)) if bucket_keys else None,
                       endpoint_url=str(settings.kms.endpoint).rstrip("/") if settings.kms.endpoint else None,
                       region=_region(settings.kms.region or settings.upstream.region),
                       session=overrides.kms_session)

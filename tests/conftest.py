@@ -8,6 +8,7 @@ import os
 import secrets
 import subprocess
 import sys
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,6 +97,17 @@ def start_gateway(directory: Path, name: str, config: dict, env: dict[str, str])
         gateway.stop()
         raise RuntimeError(f"{exc}:\n{gateway.log()}") from None
     return gateway
+
+
+def kms_calls(admin_url: str) -> dict[str, float]:
+    """KMS requests so far by operation, from the gateway's own /metrics (envelope_kms_requests_total)."""
+    text = urllib.request.urlopen(admin_url + "/metrics", timeout=10).read().decode()
+    calls: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("envelope_kms_requests_total{"):
+            operation = line.split('operation="', 1)[1].split('"', 1)[0]
+            calls[operation] = calls.get(operation, 0) + float(line.rsplit(" ", 1)[1])
+    return calls
 
 
 def store_env(store_url: str) -> dict[str, str]:

@@ -16,11 +16,14 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from gateway import errors
-from gateway.format.envelope import WrappedKey
+from gateway.format.bucketkey import SCHEME_BUCKET_KEY, BucketKeyBlob, bucket_key_context, derive_dek
+from gateway.format.envelope import ENCRYPTION_CONTEXT_BUCKET, ENCRYPTION_CONTEXT_KEY, WrappedKey
+from gateway.keys.bucketkeys import BucketKeys
 from gateway.observability.logs import audit
 from gateway.observability.metrics import Metrics
 
 KMS_SCHEME = "kms"
+_KMS_SCHEMES = (KMS_SCHEME, SCHEME_BUCKET_KEY)
 
 # KMS error codes that mean "this ciphertext/context pair is not what was stored": the wrapped key or its
 # encryption context (bucket, key) does not match, e.g. an object copied or swapped around the gateway.
@@ -31,8 +34,9 @@ _THROTTLE_CODES = {"ThrottlingException", "LimitExceededException", "KMSInternal
 
 class KeyService:
     def __init__(self, key_id: str, metrics: Metrics, *, endpoint_url: str | None = None, region: str | None = None,
-                 session: aioboto3.Session | None = None) -> None:
+                 session: aioboto3.Session | None = None, bucket_keys: BucketKeys | None = None) -> None:
         self._key_id = key_id
+        self._bucket_keys = bucket_keys
         self._metrics = metrics
         self._endpoint_url = endpoint_url
         self._region = region
@@ -47,13 +51,26 @@ class KeyService:
             self._session.client("kms", endpoint_url=self._endpoint_url, region_name=self._region, config=config))
 
     async def close(self) -> None:
+        if self._bucket_keys is not None:
+            self._bucket_keys.close()
         await self._stack.aclose()
 
     async def generate(self, context: Mapping[str, str], principal: str) -> tuple[bytes, WrappedKey]:
-        """A fresh AES-256 data key: (plaintext, wrapped copy)."""
+        """A fresh AES-256 data key: (plaintext, wrapped copy). In a bucket-key bucket the DEK is derived from the
+        bucket's current bucket key (no KMS call but one per bucket key)."""
+        bucket = context.get(ENCRYPTION_CONTEXT_BUCKET)  # the readiness probe's context names no bucket
+        if self._bucket_keys is not None and bucket is not None and self._bucket_keys.applies(bucket):
+            return await self._bucket_keys.issue(bucket, context[ENCRYPTION_CONTEXT_KEY],
+                                                 lambda: self._new_bucket_key(bucket, principal))
         response = await self._call("GenerateDataKey", _Audit(principal, context, self._key_id), KeyId=self._key_id,
                                     KeySpec="AES_256", EncryptionContext=dict(context))
         return response["Plaintext"], WrappedKey(KMS_SCHEME, response["KeyId"], response["CiphertextBlob"])
+
+    async def _new_bucket_key(self, bucket: str, principal: str) -> tuple[bytes, bytes, str]:
+        context = bucket_key_context(bucket)
+        response = await self._call("GenerateDataKey", _Audit(principal, context, self._key_id), KeyId=self._key_id,
+                                    KeySpec="AES_256", EncryptionContext=context)
+        return response["Plaintext"], response["CiphertextBlob"], response["KeyId"]
 
     async def unwrap(self, wrapped: list[WrappedKey], context: Mapping[str, str], principal: str) -> bytes:
         """The plaintext data key, unwrapped by the configured KMS key only.
@@ -62,32 +79,47 @@ class KeyService:
         plant an object wrapped under a KMS key of theirs, with this object's name as context. Only copies
         wrapped by the configured key are sent to KMS, and with its ARN pinned.
         """
-        trusted, blob = await self._trusted_copy("Decrypt", wrapped, context, principal)
-        response = await self._call("Decrypt", _Audit(principal, context, trusted), CiphertextBlob=blob,
+        trusted, copy = await self._trusted_copy("Decrypt", wrapped, context, principal)
+        if copy.scheme == SCHEME_BUCKET_KEY:
+            entry = BucketKeyBlob.decode(copy.blob)
+            bucket = context[ENCRYPTION_CONTEXT_BUCKET]
+            response = await self._call("Decrypt", _Audit(principal, context, trusted),
+                                        CiphertextBlob=entry.wrapped_bucket_key, KeyId=trusted,
+                                        EncryptionContext=bucket_key_context(bucket))
+            return derive_dek(response["Plaintext"], entry.salt, bucket, context[ENCRYPTION_CONTEXT_KEY])
+        response = await self._call("Decrypt", _Audit(principal, context, trusted), CiphertextBlob=copy.blob,
                                     KeyId=trusted, EncryptionContext=dict(context))
         return response["Plaintext"]
 
     async def rewrap(self, wrapped: list[WrappedKey], source: Mapping[str, str], destination: Mapping[str, str],
                      principal: str) -> WrappedKey:
         """The data key wrapped for another encryption context (a copy under a new name), by KMS ReEncrypt:
-        the plaintext key never leaves KMS. Only a copy wrapped by the configured key is accepted (see unwrap)."""
-        trusted, blob = await self._trusted_copy("ReEncrypt", wrapped, source, principal)
+        the plaintext key never leaves KMS. Only a copy wrapped by the configured key is accepted (see unwrap).
+        A bucket-key DEK is bound to its object's name by derivation, so its copy gets a `kms` entry instead: KMS
+        Encrypt of the DEK under the destination's context."""
+        trusted, copy = await self._trusted_copy("ReEncrypt", wrapped, source, principal)
+        if copy.scheme == SCHEME_BUCKET_KEY:
+            dek = await self.unwrap([copy], source, principal)
+            response = await self._call("Encrypt", _Audit(principal, destination, self._key_id), KeyId=self._key_id,
+                                        Plaintext=dek, EncryptionContext=dict(destination))
+            return WrappedKey(KMS_SCHEME, response["KeyId"], response["CiphertextBlob"])
         response = await self._call("ReEncrypt", _Audit(principal, destination, trusted),
-                                    CiphertextBlob=blob, SourceKeyId=trusted,
+                                    CiphertextBlob=copy.blob, SourceKeyId=trusted,
                                     SourceEncryptionContext=dict(source), DestinationKeyId=self._key_id,
                                     DestinationEncryptionContext=dict(destination))
         return WrappedKey(KMS_SCHEME, response["KeyId"], response["CiphertextBlob"])
 
     async def _trusted_copy(self, operation: str, wrapped: list[WrappedKey], context: Mapping[str, str],
-                            principal: str) -> tuple[str, bytes]:
-        """(configured key ARN, blob) of the copy wrapped by the configured key; refused (and audited) if none."""
+                            principal: str) -> tuple[str, WrappedKey]:
+        """(configured key ARN, the first copy it wrapped — scheme `kms` or `kms-bucket-key`); refused (and
+        audited) if none."""
         trusted = await self.trusted_arn()
-        usable = [w for w in wrapped if w.scheme == KMS_SCHEME and w.key_id == trusted]
+        usable = [w for w in wrapped if w.scheme in _KMS_SCHEMES and w.key_id == trusted]
         if not usable:
             audit(operation, "untrusted_key", principal=principal, **_object(context),
                   kms_key_id=[w.key_id for w in wrapped])
             raise errors.UnsupportedFormat("The object's data key is not wrapped by this gateway's KMS key.")
-        return trusted, usable[0].blob
+        return trusted, usable[0]
 
     async def trusted_arn(self) -> str:
         """The ARN of the configured key (which may be given as an alias), resolved once."""
@@ -98,6 +130,7 @@ class KeyService:
 
     async def _call(self, operation: str, audited: _Audit | None, **params: Any) -> dict[str, Any]:
         method = {"GenerateDataKey": self._client.generate_data_key, "Decrypt": self._client.decrypt,
+                  "Encrypt": self._client.encrypt,
                   "ReEncrypt": self._client.re_encrypt, "DescribeKey": self._client.describe_key}[operation]
         started = time.perf_counter()
         outcome = "ok"

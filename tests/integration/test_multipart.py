@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from gateway.format import multipart
 from gateway.format.sizes import ciphertext_size
 from gateway.proxy.uploadstate import RESERVED_KEY_PREFIX, upload_prefix
-from tests.conftest import client_for, gateway_config, start_gateway, store_env
+from tests.conftest import client_for, gateway_config, kms_calls, start_gateway, store_env
 
 MiB = 1024 * 1024
 ODD = 5_500_001  # no multiple of anything
@@ -451,13 +451,7 @@ def test_delete_objects_cannot_reach_the_records(s3, stack, store):
 
 
 def _kms_calls(stack) -> dict[str, float]:
-    text = urllib.request.urlopen(stack.http.admin_url + "/metrics", timeout=10).read().decode()
-    calls: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("envelope_kms_requests_total{"):
-            operation = line.split('operation="', 1)[1].split('"', 1)[0]
-            calls[operation] = calls.get(operation, 0) + float(line.rsplit(" ", 1)[1])
-    return calls
+    return kms_calls(stack.http.admin_url)
 
 
 def test_kms_stays_out_of_the_part_path(s3, stack):

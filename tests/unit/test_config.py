@@ -296,7 +296,7 @@ def test_redacted_dict(tmp_path: Path) -> None:
     assert data["clients"] == [{"access_key_id": "AKIAIOSFODNN7EXAMPLE", "secret_access_key": "***",
                                 "buckets": None}]
     assert data["listen"] == "[::1]:8443" and data["admin_listen"] == "127.0.0.1:9090"
-    assert data["kms"] == {"key_id": "alias/envelope", "endpoint": None, "region": None}
+    assert data["kms"] == {"key_id": "alias/envelope", "endpoint": None, "region": None, "bucket_keys": None}
     assert data["crypto"] == {"workers": None, "batch_bytes": 4194304, "inflight_batches_per_request": 2,
                               "buffer_budget_bytes": 25165824}
     assert set(data) == set(Settings.model_fields)
@@ -565,3 +565,15 @@ def test_client_bucket_grants_are_validated(tmp_path: Path) -> None:
     assert problems_of(write_yaml(tmp_path, {**MINIMAL, "clients": clients})) == [
         "clients[0].buckets.reports: input should be 'read', 'write' or 'read-write'",
         "clients[1].buckets: bucket names and patterns must be non-empty and contain no '/'"]
+
+
+def test_bucket_keys(tmp_path: Path) -> None:
+    kms = {"key_id": "alias/envelope", "bucket_keys": {"buckets": ["logs", "ingest-*"], "max_objects": 10}}
+    settings = load_settings(write_yaml(tmp_path, {**MINIMAL, "kms": kms}), environ={})
+    assert settings.kms.bucket_keys.buckets == ["logs", "ingest-*"]
+    assert settings.kms.bucket_keys.max_age_seconds == 300 and settings.kms.bucket_keys.max_objects == 10
+    kms["bucket_keys"] = {"buckets": [], "max_age_seconds": 0, "max_objects": 0}
+    assert problems_of(write_yaml(tmp_path, {**MINIMAL, "kms": kms})) == [
+        "kms.bucket_keys.buckets: list should have at least 1 item after validation, not 0",
+        "kms.bucket_keys.max_age_seconds: input should be greater than 0",
+        "kms.bucket_keys.max_objects: input should be greater than or equal to 1"]

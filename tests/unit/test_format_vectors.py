@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 
 from gateway import errors
 from gateway.format import multipart as mp
+from gateway.format.bucketkey import SCHEME_BUCKET_KEY, BucketKeyBlob, bucket_key_context, derive_dek, dek_info
 from gateway.format.envelope import (
     FLAG_MULTIPART_LAYOUT,
     WrappedKey,
@@ -447,3 +448,36 @@ def test_multipart_negative_vectors_cover_every_tamper_class():
         base = _load(name)
         assert read_whole_object(base["metadata"], bytes.fromhex(base["dek"]), bytes.fromhex(base["stored"]),
                                  base["stored_part_count"])[1].hex() == base["plaintext"]
+
+
+# --- wrapped-key entries (§3, §8, §16) ---------------------------------------------------------------------------
+WRAPPED_KEY_VARIANTS = _load("v1-wrapped-keys")["variants"]
+
+
+def test_every_wrapped_key_scheme_has_vectors():
+    assert {v["scheme"] for v in WRAPPED_KEY_VARIANTS} == {"kms", SCHEME_BUCKET_KEY}
+
+
+@pytest.mark.parametrize("variant", WRAPPED_KEY_VARIANTS, ids=lambda v: v["name"])
+def test_wrapped_key_entry_both_ways(variant):
+    wrapped = WrappedKey(variant["scheme"], variant["key_id"], bytes.fromhex(variant["blob"]))
+    assert wrapped.encode() == variant["metadata_value"]
+    assert WrappedKey.decode(variant["metadata_value"]) == wrapped
+
+
+@pytest.mark.parametrize("variant", [v for v in WRAPPED_KEY_VARIANTS if v["scheme"] == SCHEME_BUCKET_KEY],
+                         ids=lambda v: v["name"])
+def test_bucket_key_derivation_both_ways(variant):
+    # Reading: the entry's blob gives the salt and the wrapped bucket key; the bucket key gives the DEK.
+    entry = BucketKeyBlob.decode(bytes.fromhex(variant["blob"]))
+    assert entry.salt.hex() == variant["salt"] and entry.wrapped_bucket_key.hex() == variant["wrapped_bucket_key"]
+    assert bucket_key_context(variant["bucket"]) == variant["bucket_key_encryption_context"]
+    assert dek_info(variant["bucket"], variant["key"]).hex() == variant["info"]
+    bucket_key = bytes.fromhex(variant["bucket_key"])
+    assert derive_dek(bucket_key, entry.salt, variant["bucket"], variant["key"]).hex() == variant["dek"]
+    # The same with one-shot RFC 5869 HKDF, and the PRK the vector states.
+    hkdf = HKDF(hashes.SHA256(), 32, entry.salt, bytes.fromhex(variant["info"]))
+    assert hkdf.derive(bucket_key).hex() == variant["dek"]
+    assert hmac.new(entry.salt, bucket_key, hashlib.sha256).hexdigest() == variant["prk"]
+    # Writing: the same salt and wrapped bucket key encode to the vector's blob.
+    assert BucketKeyBlob(entry.salt, entry.wrapped_bucket_key).encode().hex() == variant["blob"]

@@ -571,6 +571,52 @@ def multipart_negative(vectors: dict[str, dict]) -> dict:
     }
 
 
+# --- wrapped-key schemes (FORMAT.md §3, §8, §16) -----------------------------------------------------------------
+BUCKET_KEY = hashlib.sha256(b"envelope-gateway test vectors: bucket key").digest()
+FAKE_BUCKET_KEY_BLOB = hashlib.sha256(b"envelope-gateway test vectors: fake wrapped bucket key").digest() * 5
+
+
+def bucket_key_variant(name: str, bucket: str, key: str) -> dict:
+    salt = hashlib.sha256(b"envelope-gateway test vectors: object salt " + name.encode()).digest()
+    b, k = bucket.encode("utf-8"), key.encode("utf-8")
+    info = b"envelope-gateway/v1/bucket-key-dek" + struct.pack(">H", len(b)) + b + struct.pack(">H", len(k)) + k
+    prk = hkdf_extract(salt, BUCKET_KEY)
+    dek = hkdf_expand_32(prk, info)
+    blob = b"\x01" + salt + FAKE_BUCKET_KEY_BLOB
+    return {
+        "name": name,
+        "scheme": "kms-bucket-key",
+        "bucket": bucket,
+        "key": key,
+        "bucket_key": BUCKET_KEY.hex(),
+        "bucket_key_encryption_context": {"envelope-gateway:bucket": bucket, "envelope-gateway:bucket-key": "v1"},
+        "wrapped_bucket_key": FAKE_BUCKET_KEY_BLOB.hex(),
+        "salt": salt.hex(),
+        "info": info.hex(),
+        "prk": prk.hex(),
+        "dek": dek.hex(),
+        "key_id": KMS_KEY_ARN,
+        "blob": blob.hex(),
+        "metadata_value": f"kms-bucket-key;{KMS_KEY_ARN};{b64url(blob)}",
+    }
+
+
+def wrapped_keys() -> dict:
+    return {
+        "description": "Format v1 wrapped-key entries (envelope-key-<i>), one per scheme. The KMS blobs are fake "
+                       "(opaque here); kms-bucket-key shows how a reader derives the object's DEK from the "
+                       "unwrapped bucket key (FORMAT.md §16).",
+        "variants": [
+            {"name": "kms", "scheme": "kms", "bucket": BUCKET, "key": KEY, "dek": DEK.hex(),
+             "encryption_context": {"envelope-gateway:bucket": BUCKET, "envelope-gateway:key": KEY},
+             "key_id": KMS_KEY_ARN, "blob": FAKE_BLOB.hex(),
+             "metadata_value": f"kms;{KMS_KEY_ARN};{b64url(FAKE_BLOB)}"},
+            bucket_key_variant("kms-bucket-key", BUCKET, KEY),
+            bucket_key_variant("kms-bucket-key-utf8-name", BUCKET, "répertoire/объект 1.bin"),
+        ],
+    }
+
+
 def build() -> dict[str, str]:
     """File name → exact file content."""
     vectors = dict(positive(n) for n in SIZES)
@@ -580,6 +626,7 @@ def build() -> dict[str, str]:
                       for name, (layout, trailer_part) in MULTIPART_LAYOUTS.items())
     files |= {f"{name}.json": _dump(vector) for name, vector in mp_vectors.items()}
     files["v1-multipart-negative.json"] = _dump(multipart_negative(mp_vectors))
+    files["v1-wrapped-keys.json"] = _dump(wrapped_keys())
     return files
 
 
