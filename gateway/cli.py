@@ -1,9 +1,10 @@
-"""Command line: `envelope-gateway serve | dev | check-config`."""
+"""Command line: `envelope-gateway serve | dev | check-config | bench | decrypt`."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from contextlib import ExitStack
 
 EXIT_CONFIG_ERROR = 2
 
@@ -51,6 +52,72 @@ def _bench(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _decrypt(args: argparse.Namespace) -> int:
+    from gateway.tools import aws, sources
+    from gateway.tools.datakey import KmsUnwrapper
+    from gateway.tools.decrypt import decrypt_object
+    from gateway.tools.exits import run_tool
+    from gateway.tools.output import plaintext_output
+
+    def action() -> None:
+        unwrappers = [KmsUnwrapper(aws.client("kms", region=args.region, endpoint_url=args.kms_endpoint_url),
+                                   args.kms_key_id)]
+        with ExitStack() as stack:
+            if args.input is None:
+                s3 = aws.client("s3", region=args.region, endpoint_url=args.endpoint_url)
+                head = sources.head_from_store(s3, args.bucket, args.key)
+                body: sources.StoredBody = sources.StoreBody(s3, args.bucket, args.key, head)
+            else:
+                head = sources.load_head_json(args.metadata)
+                body = stack.enter_context(sources.file_body(args.input))
+            out = stack.enter_context(plaintext_output(args.out))
+            decrypt_object(head, body, args.bucket, args.key, unwrappers, out.write)
+
+    return run_tool("decrypt", action)
+
+
+_DECRYPT_DESCRIPTION = """\
+Decrypt one object without a gateway, with the AWS SDK's default credentials (environment, shared config,
+instance or pod role) for KMS Decrypt and, reading from the store, for the store itself. Every byte written has
+been authenticated; on any failure the exit code is non-zero and --out FILE is not created (docs/KEYS.md).
+
+From the store:   decrypt --bucket B --key K [--endpoint-url URL] --out FILE
+From files:       decrypt --in BODY --metadata head.json --bucket B --key K --out FILE
+  where BODY is the stored ciphertext and head.json what `aws s3api head-object --bucket B --key K` prints,
+  both taken from the store itself (through the gateway the envelope metadata is hidden and GET decrypts).
+
+--bucket and --key are always needed: each object's data key is wrapped by KMS under an encryption context that
+names the bucket and key the object was written under, and KMS refuses any other name.
+
+exit codes: 0 done; 1 integrity failure (tampered, truncated or swapped ciphertext, or the wrong bucket/key);
+2 bad arguments or input files; 3 not decryptable by this version (not encrypted by the gateway, unknown format,
+no usable wrapped key); 4 KMS, the store or the local system failed (denied, unreachable, missing, changed)."""
+
+
+def _kms_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--region", help="AWS region; default: the SDK chain (AWS_REGION)")
+    parser.add_argument("--kms-endpoint-url", metavar="URL",
+                        help="KMS endpoint; default: the SDK chain (AWS_ENDPOINT_URL_KMS) or AWS")
+
+
+def _add_tools(commands: argparse._SubParsersAction) -> None:
+    decrypt = commands.add_parser("decrypt", help="decrypt an object without a gateway (KMS credentials alone)",
+                                  description=_DECRYPT_DESCRIPTION,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    decrypt.add_argument("--bucket", required=True, help="the bucket the object was written to (KMS context)")
+    decrypt.add_argument("--key", required=True, help="the object's key as written (KMS context)")
+    decrypt.add_argument("--in", dest="input", metavar="FILE", help="the stored ciphertext, instead of the store")
+    decrypt.add_argument("--metadata", metavar="JSON", help="with --in: the object's `aws s3api head-object` output")
+    decrypt.add_argument("--endpoint-url", metavar="URL", help="the object store (without --in); default: the SDK "
+                                                               "chain (AWS_ENDPOINT_URL_S3) or AWS S3")
+    decrypt.add_argument("--out", metavar="FILE", help="where the plaintext goes (default: standard output)")
+    decrypt.add_argument("--kms-key-id", metavar="KEY",
+                         help="use only data-key copies wrapped by this KMS key (id, ARN or alias): the gateway's "
+                              "kms.key_id; default: the key named in the object's metadata")
+    _kms_options(decrypt)
+    decrypt.set_defaults(func=_decrypt)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="envelope-gateway",
                                      description="A streaming, envelope-encrypting S3 gateway.")
@@ -76,8 +143,11 @@ def main(argv: list[str] | None = None) -> None:
 
     add_arguments(bench)
     bench.set_defaults(func=_bench)
+    _add_tools(commands)
 
     args = parser.parse_args(argv)
+    if args.command == "decrypt" and (args.input is None) != (args.metadata is None):
+        parser.error("decrypt: --in and --metadata go together (or neither, to read from the store)")
     raise SystemExit(args.func(args))
 
 
