@@ -1,4 +1,4 @@
-"""Command line: `envelope-gateway serve | dev | check-config | bench | decrypt`."""
+"""Command line: `envelope-gateway serve | dev | check-config | bench | decrypt | wrap | unwrap`."""
 from __future__ import annotations
 
 import argparse
@@ -76,6 +76,33 @@ def _decrypt(args: argparse.Namespace) -> int:
     return run_tool("decrypt", action)
 
 
+def _wrap(args: argparse.Namespace) -> int:
+    from gateway.tools import aws, secrets
+    from gateway.tools.exits import run_tool
+
+    def action() -> None:
+        context = secrets.parse_context(args.context)
+        secret = secrets.read_secret(sys.stdin.buffer)
+        kms = aws.client("kms", region=args.region, endpoint_url=args.kms_endpoint_url)
+        sys.stdout.write(secrets.wrap(kms, args.key_id, context, secret))
+
+    return run_tool("wrap", action)
+
+
+def _unwrap(args: argparse.Namespace) -> int:
+    from gateway.tools import aws, secrets
+    from gateway.tools.exits import run_tool
+
+    def action() -> None:
+        context = secrets.parse_context(args.context)
+        wrapped = sys.stdin.buffer.read(secrets.MAX_WRAPPED_BYTES + 1)
+        kms = aws.client("kms", region=args.region, endpoint_url=args.kms_endpoint_url)
+        sys.stdout.buffer.write(secrets.unwrap(kms, wrapped, context, args.key_id))
+        sys.stdout.buffer.flush()
+
+    return run_tool("unwrap", action)
+
+
 _DECRYPT_DESCRIPTION = """\
 Decrypt one object without a gateway, with the AWS SDK's default credentials (environment, shared config,
 instance or pod role) for KMS Decrypt and, reading from the store, for the store itself. Every byte written has
@@ -92,6 +119,15 @@ names the bucket and key the object was written under, and KMS refuses any other
 exit codes: 0 done; 1 integrity failure (tampered, truncated or swapped ciphertext, or the wrong bucket/key);
 2 bad arguments or input files; 3 not decryptable by this version (not encrypted by the gateway, unknown format,
 no usable wrapped key); 4 KMS, the store or the local system failed (denied, unreachable, missing, changed)."""
+
+
+_SECRETS_EPILOG = """\
+The wrapped form (docs/KEYS.md) records the key and the context names, for reference only: unwrap sends KMS the
+--context it is given, which must be exactly the one used to wrap.
+
+exit codes: 0 done; 1 KMS refused to unwrap (another --context or --key-id, or an altered wrapped form);
+2 bad arguments or input (a secret of 4096 bytes or more, an empty one, not a wrapped form); 3 an unknown
+wrapped-form version; 4 KMS failed (denied, unreachable, unknown key)."""
 
 
 def _kms_options(parser: argparse.ArgumentParser) -> None:
@@ -116,6 +152,27 @@ def _add_tools(commands: argparse._SubParsersAction) -> None:
                               "kms.key_id; default: the key named in the object's metadata")
     _kms_options(decrypt)
     decrypt.set_defaults(func=_decrypt)
+
+    wrap = commands.add_parser("wrap", help="encrypt a small secret (< 4 KiB, standard input) with KMS directly",
+                               description="Encrypt a secret of at most 4095 bytes from standard input with KMS "
+                                           "Encrypt and print its wrapped form (one line of versioned JSON).",
+                               epilog=_SECRETS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    wrap.add_argument("--key-id", required=True, help="the KMS key (id, ARN or alias)")
+    wrap.add_argument("--context", action="append", default=[], metavar="NAME=VALUE",
+                      help="encryption context entry (repeatable); unwrap must be given the same")
+    _kms_options(wrap)
+    wrap.set_defaults(func=_wrap)
+
+    unwrap = commands.add_parser("unwrap", help="decrypt a wrapped secret (standard input) to standard output",
+                                 description="Decrypt a wrapped form made by `wrap` with KMS Decrypt; the secret "
+                                             "goes to standard output only.", epilog=_SECRETS_EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    unwrap.add_argument("--context", action="append", default=[], metavar="NAME=VALUE",
+                        help="the encryption context it was wrapped with (repeatable; the wrapped form's own "
+                             "record of it is not used)")
+    unwrap.add_argument("--key-id", help="accept only this KMS key (id, ARN or alias); default: the one recorded")
+    _kms_options(unwrap)
+    unwrap.set_defaults(func=_unwrap)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,10 +1,11 @@
-"""`envelope-gateway decrypt` as a user runs them: subprocesses with only the store's and KMS's
+"""`envelope-gateway decrypt | wrap | unwrap` as a user runs them: subprocesses with only the store's and KMS's
 credentials (the AWS SDK's default chain, as `store_env` gives the gateway), no gateway involved. Objects are
 written through the real gateway; decrypting them from the store, or from a file plus the JSON that
 `aws s3api head-object` prints, gives back the very bytes; tampering, truncation or another name fail with a
 non-zero exit and leave no output file."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -189,3 +190,44 @@ def test_what_cannot_be_decrypted_says_why(stack, store, tmp_path):
 def _kms(stack):
     return boto3.client("kms", endpoint_url=stack.store_url, region_name=REGION, aws_access_key_id=STORE_KEY_ID,
                         aws_secret_access_key=STORE_SECRET)
+
+
+# --- wrap / unwrap ---------------------------------------------------------------------------------------------
+
+
+def test_wrap_unwrap_round_trip(stack):
+    secret = os.urandom(4095)  # the largest accepted, any bytes (newlines included)
+    wrapped = _run(stack, "wrap", "--key-id", stack.key_arn, "--context", "app=billing", "--context", "env=prod",
+                   stdin=secret)
+    assert wrapped.returncode == 0, wrapped.stderr
+    document = json.loads(wrapped.stdout)
+    assert document["format"] == "envelope-gateway/wrapped-secret/v1" and document["key_id"] == stack.key_arn
+    assert document["encryption_context"] == {"app": "billing", "env": "prod"}
+    assert secret not in wrapped.stdout and not wrapped.stderr
+    unwrapped = _run(stack, "unwrap", "--context", "env=prod", "--context", "app=billing", stdin=wrapped.stdout)
+    assert unwrapped.returncode == 0, unwrapped.stderr
+    assert unwrapped.stdout == secret and not unwrapped.stderr
+    pinned = _run(stack, "unwrap", "--key-id", stack.key_arn, "--context", "env=prod", "--context", "app=billing",
+                  stdin=wrapped.stdout)
+    assert pinned.stdout == secret
+
+
+def test_unwrap_with_another_context_or_key_fails(stack):
+    secret = b"token-0123456789"
+    wrapped = _run(stack, "wrap", "--key-id", stack.key_arn, "--context", "app=billing", stdin=secret).stdout
+    for args in (["--context", "app=payroll"], [], ["--context", "app=billing", "--context", "env=prod"]):
+        result = _run(stack, "unwrap", *args, stdin=wrapped)
+        assert result.returncode == 1, (args, result.stderr)
+        assert b"KMS refused to unwrap" in result.stderr and b"app" in result.stderr
+        assert result.stdout == b"" and secret not in result.stderr
+    # Pinned to another key: AWS KMS answers IncorrectKeyException (exit 1), moto AccessDeniedException (exit 4).
+    other_key = _kms(stack).create_key()["KeyMetadata"]["Arn"]
+    result = _run(stack, "unwrap", "--context", "app=billing", "--key-id", other_key, stdin=wrapped)
+    assert result.returncode in (1, 4) and result.stdout == b"" and secret not in result.stderr
+
+
+def test_wrap_refuses_4096_bytes_and_more(stack):
+    for size in (4096, 5000):
+        result = _run(stack, "wrap", "--key-id", stack.key_arn, stdin=b"s" * size)
+        assert result.returncode == 2 and b"below 4 KiB" in result.stderr, result.stderr
+        assert result.stdout == b"" and b"sss" not in result.stderr

@@ -1,11 +1,57 @@
-"""The offline tools' local pieces: the output that appears only when complete, and the exit codes."""
+"""The offline tools' local pieces: the wrapped-secret form and its limits, the output that appears only when
+complete, and the exit codes."""
 from __future__ import annotations
+
+import io
+import json
 
 import pytest
 
 from gateway import errors
 from gateway.tools.exits import EXIT_INTEGRITY, EXIT_UNAVAILABLE, EXIT_UNSUPPORTED, EXIT_USAGE, exit_code
 from gateway.tools.output import plaintext_output
+from gateway.tools.secrets import FORMAT, MAX_SECRET_BYTES, WrappedSecret, parse_context, read_secret
+
+
+def test_wrapped_form_round_trip_and_shape():
+    secret = WrappedSecret("arn:aws:kms:us-east-1:1:key/k", {"app": "billing"}, b"\x01\x02blob")
+    text = secret.encode()
+    assert text.endswith("\n") and text.count("\n") == 1
+    assert json.loads(text) == {"format": FORMAT, "key_id": "arn:aws:kms:us-east-1:1:key/k",
+                                "encryption_context": {"app": "billing"}, "ciphertext": "AQJibG9i"}
+    assert WrappedSecret.decode(text.encode()) == secret
+
+
+@pytest.mark.parametrize("text, error", [
+    (b"not json", errors.InvalidArgument),
+    (b"[]", errors.InvalidArgument),
+    (b'{"format": "envelope-gateway/wrapped-secret/v9"}', errors.UnsupportedFormat),
+    (json.dumps({"format": FORMAT, "key_id": "k", "encryption_context": {}}).encode(), errors.InvalidArgument),
+    (json.dumps({"format": FORMAT, "key_id": "k", "encryption_context": {}, "ciphertext": "a b"}).encode(),
+     errors.InvalidArgument),
+    (b" " * (64 * 1024 + 1), errors.InvalidArgument),
+])
+def test_wrapped_form_refusals(text, error):
+    with pytest.raises(error):
+        WrappedSecret.decode(text)
+
+
+def test_context_arguments():
+    assert parse_context(["a=1", "b=x=y", "c="]) == {"a": "1", "b": "x=y", "c": ""}
+    for bad in (["a"], ["=1"], ["a=1", "a=2"]):
+        with pytest.raises(errors.InvalidArgument):
+            parse_context(bad)
+
+
+def test_secret_size_limits():
+    assert MAX_SECRET_BYTES == 4095
+    assert read_secret(io.BytesIO(b"s" * 4095)) == b"s" * 4095
+    for size in (4096, 10_000):
+        with pytest.raises(errors.InvalidArgument, match="4096 bytes or more") as refused:
+            read_secret(io.BytesIO(b"s" * size))
+        assert "sss" not in refused.value.message
+    with pytest.raises(errors.InvalidArgument, match="empty"):
+        read_secret(io.BytesIO(b""))
 
 
 def test_output_file_appears_only_when_complete(tmp_path):
