@@ -48,8 +48,8 @@ def decrypt_body(dek: bytes, header: Header, etag: str, body: StoredBody, write:
                  batch_segments: int = BATCH_SEGMENTS) -> int:
     """The whole plaintext of a stored body, given its (not yet verified) data key, header and ETag, written in
     order; returns its size. The key commitment is checked before anything is opened; each batch is written only
-    once authenticated. Any failure is TamperedCiphertext, and what was written by then is a true prefix of the
-    plaintext: a caller that needs all or nothing discards it (see gateway.tools.output)."""
+    once authenticated. An integrity failure is TamperedCiphertext; whatever the failure, what was written by
+    then is a true prefix of the plaintext: a caller that needs all or nothing discards it (gateway.tools.output)."""
     trailer_bytes = padding_bytes = 0
     if header.flags & FLAG_MULTIPART_LAYOUT:
         keys = open_multipart_keys(dek, header)

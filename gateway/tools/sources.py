@@ -111,7 +111,7 @@ class StoreBody:
             return b""  # `bytes=-0` is not a range a store satisfies
         data = _StoreStream(self._get(Range=f"bytes=-{length}")).read(length + 1)
         if len(data) != length:
-            raise errors.TamperedCiphertext("The stored object is shorter than its recorded size.")
+            raise errors.UpstreamError("The object store did not return the byte range asked for.")
         return data
 
     def stream(self) -> Readable:

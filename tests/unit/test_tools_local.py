@@ -1,16 +1,18 @@
 """The offline tools' local pieces: the wrapped-secret form and its limits, the output that appears only when
-complete, and the exit codes."""
+complete, the exit codes, and reads from the store pinned to one ETag."""
 from __future__ import annotations
 
 import io
 import json
 
 import pytest
+from botocore.exceptions import ClientError
 
 from gateway import errors
 from gateway.tools.exits import EXIT_INTEGRITY, EXIT_UNAVAILABLE, EXIT_UNSUPPORTED, EXIT_USAGE, exit_code
 from gateway.tools.output import plaintext_output
 from gateway.tools.secrets import FORMAT, MAX_SECRET_BYTES, WrappedSecret, parse_context, read_secret
+from gateway.tools.sources import StoredObject, StoreBody
 
 
 def test_wrapped_form_round_trip_and_shape():
@@ -83,3 +85,38 @@ def test_exit_codes():
     for error in (errors.KMSError(), errors.KMSAccessDenied(), errors.NoSuchKey(), errors.UpstreamError(),
                   errors.SlowDown()):
         assert exit_code(error) == EXIT_UNAVAILABLE == 4
+
+
+# --- reading from the store ------------------------------------------------------------------------------------
+class _FakeS3:
+    """Records GetObject calls; answers with `body`, or with the error code given."""
+
+    def __init__(self, body: bytes, error: str | None = None) -> None:
+        self.body, self.error, self.calls = body, error, []
+
+    def get_object(self, **params):
+        self.calls.append(params)
+        if self.error:
+            raise ClientError({"Error": {"Code": self.error, "Message": "echoes whatever"}}, "GetObject")
+        return {"Body": io.BytesIO(self.body)}
+
+
+def test_every_store_read_is_pinned_to_the_etag_head_object_returned():
+    s3 = _FakeS3(b"0123456789")
+    body = StoreBody(s3, "b", "k", StoredObject({}, '"etag-1"', 10))
+    assert body.size_bytes == 10
+    assert body.stream().read(100) == b"0123456789"
+    with pytest.raises(errors.UpstreamError, match="byte range"):  # a store that ignored the Range
+        body.tail(4)
+    assert [call.get("IfMatch") for call in s3.calls] == ['"etag-1"', '"etag-1"']
+    assert s3.calls[1]["Range"] == "bytes=-4"
+
+
+@pytest.mark.parametrize("code, error, exit", [("PreconditionFailed", errors.UpstreamError, 4),
+                                                ("NoSuchKey", errors.NoSuchKey, 4),
+                                                ("AccessDenied", errors.AccessDenied, 4)])
+def test_store_errors(code, error, exit):
+    with pytest.raises(error) as raised:
+        StoreBody(_FakeS3(b"", code), "b", "k", StoredObject({}, '"e"', 0)).stream()
+    assert "echoes" not in raised.value.message
+    assert exit_code(raised.value) == exit
