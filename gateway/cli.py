@@ -1,9 +1,10 @@
-"""Command line: `envelope-gateway serve | dev | check-config`."""
+"""Command line: `envelope-gateway serve | dev | check-config | bench | decrypt | wrap | unwrap`."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from contextlib import ExitStack
 
 EXIT_CONFIG_ERROR = 2
 
@@ -51,6 +52,129 @@ def _bench(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _decrypt(args: argparse.Namespace) -> int:
+    from gateway.tools import aws, sources
+    from gateway.tools.datakey import KmsUnwrapper
+    from gateway.tools.decrypt import decrypt_object
+    from gateway.tools.exits import run_tool
+    from gateway.tools.output import plaintext_output
+
+    def action() -> None:
+        unwrappers = [KmsUnwrapper(aws.client("kms", region=args.region, endpoint_url=args.kms_endpoint_url),
+                                   args.kms_key_id)]
+        with ExitStack() as stack:
+            if args.input is None:
+                s3 = aws.client("s3", region=args.region, endpoint_url=args.endpoint_url)
+                head = sources.head_from_store(s3, args.bucket, args.key)
+                body: sources.StoredBody = sources.StoreBody(s3, args.bucket, args.key, head)
+            else:
+                head = sources.load_head_json(args.metadata)
+                body = stack.enter_context(sources.file_body(args.input))
+            out = stack.enter_context(plaintext_output(args.out))
+            decrypt_object(head, body, args.bucket, args.key, unwrappers, out.write)
+
+    return run_tool("decrypt", action)
+
+
+def _wrap(args: argparse.Namespace) -> int:
+    from gateway.tools import aws, secrets
+    from gateway.tools.exits import run_tool
+
+    def action() -> None:
+        context = secrets.parse_context(args.context)
+        secret = secrets.read_secret(sys.stdin.buffer)
+        kms = aws.client("kms", region=args.region, endpoint_url=args.kms_endpoint_url)
+        sys.stdout.write(secrets.wrap(kms, args.key_id, context, secret))
+
+    return run_tool("wrap", action)
+
+
+def _unwrap(args: argparse.Namespace) -> int:
+    from gateway.tools import aws, secrets
+    from gateway.tools.exits import run_tool
+
+    def action() -> None:
+        context = secrets.parse_context(args.context)
+        wrapped = sys.stdin.buffer.read(secrets.MAX_WRAPPED_BYTES + 1)
+        kms = aws.client("kms", region=args.region, endpoint_url=args.kms_endpoint_url)
+        sys.stdout.buffer.write(secrets.unwrap(kms, wrapped, context, args.key_id))
+        sys.stdout.buffer.flush()
+
+    return run_tool("unwrap", action)
+
+
+_DECRYPT_DESCRIPTION = """\
+Decrypt one object without a gateway, with the AWS SDK's default credentials (environment, shared config,
+instance or pod role) for KMS Decrypt and, reading from the store, for the store itself. Every byte written has
+been authenticated; on any failure the exit code is non-zero and --out FILE is not created (docs/KEYS.md).
+
+From the store:   decrypt --bucket B --key K [--endpoint-url URL] --out FILE
+From files:       decrypt --in BODY --metadata head.json --bucket B --key K --out FILE
+  where BODY is the stored ciphertext and head.json what `aws s3api head-object --bucket B --key K` prints,
+  both taken from the store itself (through the gateway the envelope metadata is hidden and GET decrypts).
+
+--bucket and --key are always needed: each object's data key is wrapped by KMS under an encryption context that
+names the bucket and key the object was written under, and KMS refuses any other name.
+
+exit codes: 0 done; 1 integrity failure (tampered, truncated or swapped ciphertext, or the wrong bucket/key);
+2 bad arguments or input files; 3 not decryptable by this version (not encrypted by the gateway, unknown format,
+no usable wrapped key); 4 KMS, the store or the local system failed (denied, unreachable, missing, changed)."""
+
+
+_SECRETS_EPILOG = """\
+The wrapped form (docs/KEYS.md) records the key and the context names, for reference only: unwrap sends KMS the
+--context it is given, which must be exactly the one used to wrap.
+
+exit codes: 0 done; 1 KMS refused to unwrap (another --context or --key-id, or an altered wrapped form);
+2 bad arguments or input (a secret of 4096 bytes or more, an empty one, not a wrapped form); 3 an unknown
+wrapped-form version; 4 KMS failed (denied, unreachable, unknown key)."""
+
+
+def _kms_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--region", help="AWS region; default: the SDK chain (AWS_REGION)")
+    parser.add_argument("--kms-endpoint-url", metavar="URL",
+                        help="KMS endpoint; default: the SDK chain (AWS_ENDPOINT_URL_KMS) or AWS")
+
+
+def _add_tools(commands: argparse._SubParsersAction) -> None:
+    decrypt = commands.add_parser("decrypt", help="decrypt an object without a gateway (KMS credentials alone)",
+                                  description=_DECRYPT_DESCRIPTION,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    decrypt.add_argument("--bucket", required=True, help="the bucket the object was written to (KMS context)")
+    decrypt.add_argument("--key", required=True, help="the object's key as written (KMS context)")
+    decrypt.add_argument("--in", dest="input", metavar="FILE", help="the stored ciphertext, instead of the store")
+    decrypt.add_argument("--metadata", metavar="JSON", help="with --in: the object's `aws s3api head-object` output")
+    decrypt.add_argument("--endpoint-url", metavar="URL", help="the object store (without --in); default: the SDK "
+                                                               "chain (AWS_ENDPOINT_URL_S3) or AWS S3")
+    decrypt.add_argument("--out", metavar="FILE", help="where the plaintext goes (default: standard output)")
+    decrypt.add_argument("--kms-key-id", metavar="KEY",
+                         help="use only data-key copies wrapped by this KMS key (id, ARN or alias): the gateway's "
+                              "kms.key_id; default: the key named in the object's metadata")
+    _kms_options(decrypt)
+    decrypt.set_defaults(func=_decrypt)
+
+    wrap = commands.add_parser("wrap", help="encrypt a small secret (< 4 KiB, standard input) with KMS directly",
+                               description="Encrypt a secret of at most 4095 bytes from standard input with KMS "
+                                           "Encrypt and print its wrapped form (one line of versioned JSON).",
+                               epilog=_SECRETS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    wrap.add_argument("--key-id", required=True, help="the KMS key (id, ARN or alias)")
+    wrap.add_argument("--context", action="append", default=[], metavar="NAME=VALUE",
+                      help="encryption context entry (repeatable); unwrap must be given the same")
+    _kms_options(wrap)
+    wrap.set_defaults(func=_wrap)
+
+    unwrap = commands.add_parser("unwrap", help="decrypt a wrapped secret (standard input) to standard output",
+                                 description="Decrypt a wrapped form made by `wrap` with KMS Decrypt; the secret "
+                                             "goes to standard output only.", epilog=_SECRETS_EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    unwrap.add_argument("--context", action="append", default=[], metavar="NAME=VALUE",
+                        help="the encryption context it was wrapped with (repeatable; the wrapped form's own "
+                             "record of it is not used)")
+    unwrap.add_argument("--key-id", help="accept only this KMS key (id, ARN or alias); default: the one recorded")
+    _kms_options(unwrap)
+    unwrap.set_defaults(func=_unwrap)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="envelope-gateway",
                                      description="A streaming, envelope-encrypting S3 gateway.")
@@ -76,8 +200,11 @@ def main(argv: list[str] | None = None) -> None:
 
     add_arguments(bench)
     bench.set_defaults(func=_bench)
+    _add_tools(commands)
 
     args = parser.parse_args(argv)
+    if args.command == "decrypt" and (args.input is None) != (args.metadata is None):
+        parser.error("decrypt: --in and --metadata go together (or neither, to read from the store)")
     raise SystemExit(args.func(args))
 
 

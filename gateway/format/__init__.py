@@ -4,6 +4,7 @@
 - `envelope`: the 68-byte header, the HKDF key schedule with key commitment, the object metadata.
 - `segments`: sealing and opening batches of AES-256-GCM segments.
 - `fetchplan`: which stored bytes a ranged GET asks the store for.
+- `reading`: what a reader opens (runs of segments under one key) and how it finds a part table.
 
 Pure code: no I/O, no event loop, no KMS. Callers bring the plaintext data key and run the batch functions in a
 thread pool.

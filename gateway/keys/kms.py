@@ -139,7 +139,7 @@ class KeyService:
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "Unknown")
             outcome = _outcome(code)
-            raise _translate(code) from None
+            raise kms_error(code) from None
         except (BotoCoreError, OSError):
             outcome = "unreachable"
             raise errors.KMSError("The key management service is unreachable.") from None
@@ -173,8 +173,9 @@ def _outcome(code: str) -> str:
     return "error"
 
 
-def _translate(code: str) -> errors.S3Error:
-    # `from None` above and fixed messages here: KMS errors can echo request fields; none of it reaches clients.
+def kms_error(code: str) -> errors.S3Error:
+    """The gateway's error for a KMS error code (also used by the offline tools in gateway.tools)."""
+    # `from None` at the callers and fixed messages here: KMS errors can echo request fields; none of it is shown.
     if code in _INTEGRITY_CODES:
         return errors.TamperedCiphertext(
             "The object's data key does not belong to this bucket and key (copied or swapped outside the gateway?).")

@@ -15,12 +15,13 @@ import aiohttp
 
 from gateway import errors
 from gateway.format import multipart
-from gateway.format.envelope import (FLAG_MULTIPART_LAYOUT, Header, MultipartKeys, ObjectKey, WrappedKey,
+from gateway.format.envelope import (FLAG_MULTIPART_LAYOUT, Header, MultipartKeys, WrappedKey,
                                      encryption_context, open_multipart_keys, open_object_key, parse_metadata)
 from gateway.format.fetchplan import parse_content_range, upstream_range
 from gateway.format.multipart import MAX_PARTS
-from gateway.format.segments import open_batch
-from gateway.format.sizes import SEALED_SEGMENT_SIZE_BYTES, SEGMENT_SIZE_BYTES, covering_segments, plaintext_size
+from gateway.format.reading import (Run, multipart_plaintext_size, object_run, one_request_plaintext_size,
+                                    part_runs, table_from_tail, table_tail_fetch_size, table_tail_refetch_size)
+from gateway.format.sizes import SEALED_SEGMENT_SIZE_BYTES, SEGMENT_SIZE_BYTES, covering_segments
 from gateway.proxy.budget import Lease
 from gateway.proxy.context import Gateway
 from gateway.proxy.headers import client_response_headers
@@ -68,22 +69,12 @@ class Plaintext:
     views: AsyncIterator[memoryview] | None  # None for HEAD
 
 
-@dataclass(frozen=True)
-class _Run:
-    """Consecutive stored segments opened with one key: the window of a single-layout object, or one part's."""
-    stored_bytes: int
-    first_index: int
-    final_index: int  # the index of the (part's) final segment: only it is opened with the final flag
-    key: ObjectKey
-    part_number: int
-
-
 @dataclass
 class _Sealed:
     pieces: list[memoryview]  # stored bytes as they arrived (views, not copies): opened in place
     size: int
     first_index: int
-    run: _Run
+    run: Run
 
 
 async def _stored_views(content: aiohttp.StreamReader, skip: int, need: int) -> AsyncIterator[memoryview]:
@@ -105,7 +96,7 @@ async def _stored_views(content: aiohttp.StreamReader, skip: int, need: int) -> 
             yield view
 
 
-async def _sealed_batches(content: aiohttp.StreamReader, skip: int, runs: list[_Run], lease: Lease
+async def _sealed_batches(content: aiohttp.StreamReader, skip: int, runs: list[Run], lease: Lease
                           ) -> AsyncIterator[_Sealed]:
     """The runs' stored bytes, cut into batches of whole sealed segments that never straddle two runs: lists of
     views of the chunks as they arrived (the event loop copies nothing); each batch is started once the memory
@@ -181,10 +172,7 @@ class ObjectReader:
         etag = response.headers.get("ETag", "")
         if envelope.flags & FLAG_MULTIPART_LAYOUT:
             return await self._multipart(response, envelope, wrapped, window, out, etag)
-        try:
-            size = plaintext_size(window.total)
-        except ValueError:
-            raise errors.TamperedCiphertext("The stored object's size is impossible for its format.") from None
+        size = one_request_plaintext_size(window.total)
         if self.part_number not in (None, 1):
             raise errors.InvalidPartNumber()
         selected = parse_range(self.range_value, size)
@@ -194,10 +182,8 @@ class ObjectReader:
         if self.head:
             return Plaintext(status, out, span.length, etag, None)
         object_key = open_object_key(await self._dek(wrapped), envelope)
-        run = _Run(span.ciphertext_end - span.ciphertext_start + 1, span.first_segment, span.final_segment,
-                   object_key, 0)
-        views = self._views(response, window, span.ciphertext_start, span.ciphertext_end, [run],
-                            span.skip_bytes, span.length)
+        views = self._views(response, window, span.ciphertext_start, span.ciphertext_end,
+                            [object_run(object_key, span)], span.skip_bytes, span.length)
         return Plaintext(status, out, span.length, etag, views)
 
     async def _multipart(self, response: aiohttp.ClientResponse, envelope: Header, wrapped: list[WrappedKey],
@@ -205,10 +191,7 @@ class ObjectReader:
         stored_parts = multipart_part_count(etag)
         if self.head and self.part_number is None and stored_parts is not None:
             # The size follows from the stored size and the store's part count: a HEAD needs no KMS call.
-            try:
-                size = multipart.plaintext_size(window.total, stored_parts)
-            except ValueError:
-                raise errors.TamperedCiphertext("The stored object's size is impossible for its format.") from None
+            size = multipart_plaintext_size(window.total, stored_parts)
             _range_headers(out, None, size, size)
             return Plaintext(200, out, size, etag, None)
         keys = open_multipart_keys(await self._dek(wrapped), envelope)
@@ -225,7 +208,7 @@ class ObjectReader:
         if self.head or not length:  # HEAD, an empty object (its table authenticated it), an empty part
             return Plaintext(status, out, length, etag, None if self.head else _nothing())
         span = multipart.covering_parts(start, end, table)
-        runs = self._runs(keys, span)
+        runs = part_runs(keys, span)
         if not window.covers(span.ciphertext_start, span.ciphertext_end):
             response.close()
             response = await self._fetch(etag, f"bytes={span.ciphertext_start}-{span.ciphertext_end}")
@@ -269,7 +252,7 @@ class ObjectReader:
                 status = _range_headers(out, selected, size, length)
                 keys = open_multipart_keys(await self._dek(wrapped), envelope)
                 views = self._views(response, window, span.ciphertext_start, span.ciphertext_end,
-                                    self._runs(keys, span), span.parts[0].span.skip_bytes, length)
+                                    part_runs(keys, span), span.parts[0].span.skip_bytes, length)
                 return Plaintext(status, out, length, cached.etag, views)
         # Not the object the table describes (412, another header or size), or a store that ignored the range
         # (a 200 carries the whole ciphertext, which must never be relayed): the full path decides.
@@ -294,27 +277,14 @@ class ObjectReader:
         out["Accept-Ranges"] = "bytes"
         return out
 
-    @staticmethod
-    def _runs(keys: MultipartKeys, span: multipart.MultipartSpan) -> list[_Run]:
-        return [_Run(p.span.ciphertext_end - p.span.ciphertext_start + 1, p.span.first_segment, p.span.final_segment,
-                     keys.part_key(p.part.number, p.part.salt), p.part.number) for p in span.parts]
-
     async def part_table(self, keys: MultipartKeys, etag: str, total: int, stored_parts: int | None
                          ) -> multipart.PartTable:
         """The part table from the object's last bytes (one ranged GET, pinned to the ETag just seen)."""
-        guess = stored_parts or 1000
-        want = min(total, multipart.table_tail_size(guess) + multipart.PER_PART_BYTES * guess)
-        tail = await self._read_tail(etag, want)
-        need = multipart.table_tail_size(multipart.tail_part_count(tail))
-        if need > len(tail) and want < total:
-            tail = await self._read_tail(etag, min(total, need))
-        if need > len(tail):
-            raise errors.TamperedCiphertext("The stored object is too short for its part table.")
-        table = multipart.open_trailer(keys, tail, total, stored_parts)
-        padding = multipart.padding_size(table)
-        if len(tail) >= need + padding:
-            multipart.check_padding(tail[len(tail) - need - padding:len(tail) - need])
-        return table
+        tail = await self._read_tail(etag, table_tail_fetch_size(total, stored_parts))
+        refetch = table_tail_refetch_size(tail, total)
+        if refetch is not None:
+            tail = await self._read_tail(etag, refetch)
+        return table_from_tail(keys, tail, total, stored_parts)
 
     async def _read_tail(self, etag: str, length: int) -> bytes:
         response = await self._fetch(etag, f"bytes=-{length}")
@@ -338,7 +308,7 @@ class ObjectReader:
     async def _dek(self, wrapped: list[WrappedKey]) -> bytes:
         return await self.gw.keys.unwrap(wrapped, encryption_context(self.bucket, self.key), self.principal)
 
-    def _views(self, response: aiohttp.ClientResponse, window: _Window, first: int, last: int, runs: list[_Run],
+    def _views(self, response: aiohttp.ClientResponse, window: _Window, first: int, last: int, runs: list[Run],
                skip: int, length: int) -> AsyncIterator[memoryview]:
         gw = self.gw
         stored_skip = first - window.first
@@ -346,8 +316,7 @@ class ObjectReader:
             raise errors.UpstreamError("The object store returned a different byte range than requested.")
 
         def open_(sealed: _Sealed) -> bytearray:
-            run = sealed.run
-            return open_batch(run.key, sealed.first_index, sealed.pieces, run.final_index, run.part_number)
+            return sealed.run.open(sealed.first_index, sealed.pieces)
 
         need = last - first + 1
         gw.metrics.ciphertext_bytes.labels("in").inc(need)
