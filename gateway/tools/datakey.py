@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from gateway import errors
-from gateway.format.envelope import WrappedKey
+from gateway.format.bucketkey import SCHEME_BUCKET_KEY, BucketKeyBlob, bucket_key_context, derive_dek
+from gateway.format.envelope import ENCRYPTION_CONTEXT_BUCKET, ENCRYPTION_CONTEXT_KEY, WrappedKey
 from gateway.keys.kms import KMS_SCHEME
 from gateway.tools.aws import kms_call
 
@@ -29,7 +30,8 @@ class Unwrapper(Protocol):
 
 
 class KmsUnwrapper:
-    """Copies of scheme `kms`, unwrapped by KMS Decrypt under the object's encryption context.
+    """Copies of scheme `kms`, unwrapped by KMS Decrypt under the object's encryption context, and of scheme
+    `kms-bucket-key`, whose bucket key KMS unwraps and the object's DEK is derived from.
 
     Pinned to `key_id` (an id, ARN or alias, resolved once with DescribeKey), only copies wrapped by that key are
     used: FORMAT.md §8 — whoever can write to the store could plant an object wrapped under a key of their own.
@@ -41,9 +43,16 @@ class KmsUnwrapper:
         self._pinned_arn = None if key_id is None else kms_call(kms.describe_key, KeyId=key_id)["KeyMetadata"]["Arn"]
 
     def accepts(self, wrapped: WrappedKey) -> bool:
-        return wrapped.scheme == KMS_SCHEME and self._pinned_arn in (None, wrapped.key_id)
+        return wrapped.scheme in (KMS_SCHEME, SCHEME_BUCKET_KEY) and self._pinned_arn in (None, wrapped.key_id)
 
     def unwrap(self, wrapped: WrappedKey, context: Mapping[str, str]) -> bytes:
+        if wrapped.scheme == SCHEME_BUCKET_KEY:
+            # FORMAT.md §16: the bucket key under its own context, then the object's DEK derived from it.
+            entry = BucketKeyBlob.decode(wrapped.blob)
+            bucket, key = context[ENCRYPTION_CONTEXT_BUCKET], context[ENCRYPTION_CONTEXT_KEY]
+            bucket_key = kms_call(self._kms.decrypt, CiphertextBlob=entry.wrapped_bucket_key, KeyId=wrapped.key_id,
+                                  EncryptionContext=bucket_key_context(bucket))["Plaintext"]
+            return derive_dek(bucket_key, entry.salt, bucket, key)
         return kms_call(self._kms.decrypt, CiphertextBlob=wrapped.blob, KeyId=wrapped.key_id,
                         EncryptionContext=dict(context))["Plaintext"]
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from boto3.s3.transfer import TransferConfig
@@ -89,3 +92,16 @@ def test_multipart_upload_in_a_bucket_key_bucket(s3bk):
     assert s3bk.get_object(Bucket=BUCKET, Key=key)["Body"].read() == body
     assert s3bk.get_object(Bucket=BUCKET, Key=key, Range="bytes=5242870-5242889")["Body"].read() == \
         body[5242870:5242890]
+
+
+def test_offline_decrypt_of_a_bucket_key_object(s3bk, stack, tmp_path):
+    """The escape hatch reads bucket-key entries too: KMS unwraps the bucket key, the DEK is derived (§16)."""
+    key = f"offline/{uuid.uuid4().hex}"
+    body = os.urandom(200_003)
+    s3bk.put_object(Bucket=BUCKET, Key=key, Body=body)
+    out = tmp_path / "plain"
+    result = subprocess.run([str(Path(sys.executable).parent / "envelope-gateway"), "decrypt", "--bucket", BUCKET,
+                             "--key", key, "--endpoint-url", stack.store_url, "--out", str(out)],
+                            env=store_env(stack.store_url), capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes() == body
