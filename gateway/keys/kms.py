@@ -1,37 +1,62 @@
-"""Data keys from AWS KMS (GenerateDataKey / Decrypt), through aioboto3.
+"""Data keys from AWS KMS (GenerateDataKey / Decrypt), through aioboto3, with a cache of unwrapped keys for reads,
+retries within a deadline and a circuit breaker (the policies are pure code: cache.py, retry.py, breaker.py).
 
-Plaintext data keys exist only as `bytes` in this process's memory: never logged, never put in an exception.
+Plaintext data keys are never logged and never put in an exception; cached ones are zeroed when they leave the
+cache, and callers that only need derived keys use `open_keys`, which zeroes its copy.
 botocore exceptions are translated here, at the boundary, into the gateway's error tree.
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aioboto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from gateway import errors
-from gateway.format.envelope import WrappedKey
+from gateway.format.envelope import Header, WrappedKey
+from gateway.keys.breaker import CLOSED, Breaker
+from gateway.keys.cache import EVICTION_REASONS, CacheKey, CacheLimits, DekCache, cache_key, zero
+from gateway.keys.retry import RetryPolicy
 from gateway.observability.logs import audit
 from gateway.observability.metrics import Metrics
 
 KMS_SCHEME = "kms"
+T = TypeVar("T")
 
 # KMS error codes that mean "this ciphertext/context pair is not what was stored": the wrapped key or its
 # encryption context (bucket, key) does not match, e.g. an object copied or swapped around the gateway.
 _INTEGRITY_CODES = {"InvalidCiphertextException", "IncorrectKeyException"}
 _DENIED_CODES = {"AccessDeniedException", "UnauthorizedException"}
-_THROTTLE_CODES = {"ThrottlingException", "LimitExceededException", "KMSInternalException"}
+_THROTTLE_CODES = {"ThrottlingException", "LimitExceededException"}
+# The master key itself is unusable: revoked by an operator, not a fault of KMS.
+_UNUSABLE_CODES = {"DisabledException", "KMSInvalidStateException", "NotFoundException"}
+# KMS's own failures: retried, and counted by the circuit breaker like no answer at all.
+_FAILURE_CODES = {"KMSInternalException", "DependencyTimeoutException"}
+_RETRYABLE_CODES = _THROTTLE_CODES | _FAILURE_CODES
+# How often expired cached keys are zeroed even when no request touches the cache.
+_SWEEP_INTERVAL_SECONDS = 1.0
+
+
+class _Retryable(Exception):
+    """An attempt failed in a way another attempt may not: carries the error to answer if none is left."""
+
+    def __init__(self, error: errors.S3Error) -> None:
+        super().__init__(error.code)
+        self.error = error
 
 
 class KeyService:
     def __init__(self, key_id: str, metrics: Metrics, *, endpoint_url: str | None = None, region: str | None = None,
-                 session: aioboto3.Session | None = None) -> None:
+                 session: aioboto3.Session | None = None, cache: CacheLimits, retry: RetryPolicy, breaker: Breaker,
+                 jitter: Callable[[], float] = random.random) -> None:
         self._key_id = key_id
         self._metrics = metrics
         self._endpoint_url = endpoint_url
@@ -40,32 +65,106 @@ class KeyService:
         self._stack = AsyncExitStack()
         self._client: Any = None
         self._trusted_arn: str | None = None
+        self._retry = retry
+        self._breaker = breaker
+        self._jitter = jitter
+        self._cache = DekCache(cache, on_evict=lambda reason: metrics.dek_cache_evictions.labels(reason).inc())
+        # Single flight: concurrent misses for one wrapped key share one Decrypt instead of stampeding KMS.
+        self._inflight: dict[CacheKey, asyncio.Future[bytes]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+        for reason in EVICTION_REASONS:
+            metrics.dek_cache_evictions.labels(reason)
 
     async def start(self) -> None:
-        config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=10)
+        # Retries are ours (retry.py: a deadline, the breaker); botocore makes exactly one attempt per call.
+        config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=10)
         self._client = await self._stack.enter_async_context(
             self._session.client("kms", endpoint_url=self._endpoint_url, region_name=self._region, config=config))
+        self._sweeper = asyncio.create_task(self._sweep_forever())
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        self._cache.clear()
+        self._cache_changed()
         await self._stack.aclose()
 
     async def generate(self, context: Mapping[str, str], principal: str) -> tuple[bytes, WrappedKey]:
-        """A fresh AES-256 data key: (plaintext, wrapped copy)."""
+        """A fresh AES-256 data key: (plaintext, wrapped copy). Never cached: it serves one write."""
         response = await self._call("GenerateDataKey", _Audit(principal, context, self._key_id), KeyId=self._key_id,
                                     KeySpec="AES_256", EncryptionContext=dict(context))
         return response["Plaintext"], WrappedKey(KMS_SCHEME, response["KeyId"], response["CiphertextBlob"])
 
-    async def unwrap(self, wrapped: list[WrappedKey], context: Mapping[str, str], principal: str) -> bytes:
-        """The plaintext data key, unwrapped by the configured KMS key only.
+    async def open_keys(self, opener: Callable[[bytearray, Header], T], header: Header, wrapped: list[WrappedKey],
+                        context: Mapping[str, str], principal: str) -> T:
+        """`opener(dek, header)` (open_object_key, open_multipart_keys) on the unwrapped data key, which is zeroed
+        afterwards: callers keep only the derived keys."""
+        dek = await self.unwrap(wrapped, context, principal)
+        try:
+            return opener(dek, header)
+        finally:
+            zero(dek)
+
+    async def unwrap(self, wrapped: list[WrappedKey], context: Mapping[str, str], principal: str, *,
+                     use_cache: bool = True) -> bytearray:
+        """The plaintext data key (a copy the caller owns), unwrapped by the configured KMS key only; from the cache
+        when this wrapped key was unwrapped for this context less than the cache's TTL ago.
 
         The key id in the object's metadata is not trusted on its own: whoever can write to the store could
         plant an object wrapped under a KMS key of theirs, with this object's name as context. Only copies
         wrapped by the configured key are sent to KMS, and with its ARN pinned.
         """
         trusted, blob = await self._trusted_copy("Decrypt", wrapped, context, principal)
+        if not use_cache:
+            return bytearray(await self._decrypt(trusted, blob, context, principal))
+        key = cache_key(trusted, blob, context)
+        dek = self._cache.get(key, time.monotonic())
+        self._cache_changed()
+        if dek is not None:
+            self._metrics.dek_cache_hits.inc()
+            audit("CacheHit", "ok", principal=principal, **_object(context), kms_key_id=trusted)
+            return dek
+        self._metrics.dek_cache_misses.inc()
+        flight = self._inflight.get(key)
+        if flight is not None:
+            plaintext = await asyncio.shield(flight)
+            audit("CacheHit", "joined", principal=principal, **_object(context), kms_key_id=trusted)
+            return bytearray(plaintext)
+        # A task of its own: a cancelled first requester must not fail the others waiting for the same key.
+        flight = asyncio.ensure_future(self._fill(key, trusted, blob, context, principal))
+        self._inflight[key] = flight
+        flight.add_done_callback(lambda done: self._landed(key, done))
+        return bytearray(await asyncio.shield(flight))
+
+    async def _fill(self, key: CacheKey, trusted: str, blob: bytes, context: Mapping[str, str],
+                    principal: str) -> bytes:
+        plaintext = await self._decrypt(trusted, blob, context, principal)
+        self._cache.put(key, bytearray(plaintext), time.monotonic())
+        self._cache_changed()
+        return plaintext
+
+    def _landed(self, key: CacheKey, flight: asyncio.Future[bytes]) -> None:
+        if self._inflight.get(key) is flight:
+            del self._inflight[key]
+        if not flight.cancelled():
+            flight.exception()  # retrieved here: every waiter may have gone, which is no error of ours
+
+    async def _decrypt(self, trusted: str, blob: bytes, context: Mapping[str, str], principal: str) -> bytes:
         response = await self._call("Decrypt", _Audit(principal, context, trusted), CiphertextBlob=blob,
                                     KeyId=trusted, EncryptionContext=dict(context))
         return response["Plaintext"]
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(_SWEEP_INTERVAL_SECONDS)
+            self._cache.sweep(time.monotonic())
+            self._cache_changed()
+
+    def _cache_changed(self) -> None:
+        self._metrics.dek_cache_entries.set(len(self._cache))
+        self._metrics.dek_cache_bytes.set(self._cache.size_bytes)
 
     async def rewrap(self, wrapped: list[WrappedKey], source: Mapping[str, str], destination: Mapping[str, str],
                      principal: str) -> WrappedKey:
@@ -97,25 +196,67 @@ class KeyService:
         return self._trusted_arn
 
     async def _call(self, operation: str, audited: _Audit | None, **params: Any) -> dict[str, Any]:
+        """One key operation: attempts while the retry policy's deadline allows and the breaker lets them through.
+        Throttling past the deadline is SlowDown (503); no answer, or KMS failing, is KMS.ServiceUnavailable."""
+        started = time.monotonic()
+        failures = 0
+        while True:
+            if not self._breaker.allow(time.monotonic()):
+                self._metrics.kms_breaker_rejections.labels(operation).inc()
+                self._breaker_changed()
+                if audited is not None:
+                    audit(operation, "breaker_open", principal=audited.principal, **_object(audited.context),
+                          kms_key_id=audited.kms_key_id)
+                raise errors.KMSUnavailable("The key management service is failing; the gateway is not calling it "
+                                            "for a few seconds. Please try again.")
+            try:
+                return await self._attempt(operation, audited, self._retry.remaining(started, time.monotonic()),
+                                           params)
+            except _Retryable as failed:
+                failures += 1
+                wait = self._retry.delay(failures, started, time.monotonic(), self._jitter)
+                if wait is None:
+                    raise failed.error from None
+                self._metrics.kms_retries.labels(operation).inc()
+                await asyncio.sleep(wait)
+
+    async def _attempt(self, operation: str, audited: _Audit | None, timeout_seconds: float,
+                       params: dict[str, Any]) -> dict[str, Any]:
         method = {"GenerateDataKey": self._client.generate_data_key, "Decrypt": self._client.decrypt,
                   "ReEncrypt": self._client.re_encrypt, "DescribeKey": self._client.describe_key}[operation]
         started = time.perf_counter()
-        outcome = "ok"
+        outcome = "cancelled"
+        answered: bool | None = None  # for the breaker: KMS answered (True), failed (False), or no verdict
         try:
-            return await method(**params)
+            async with asyncio.timeout(timeout_seconds):
+                response = await method(**params)
+            outcome, answered = "ok", True
+            return response
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "Unknown")
-            outcome = _outcome(code)
+            outcome, answered = _outcome(code), code not in _FAILURE_CODES
+            if code in _RETRYABLE_CODES:
+                raise _Retryable(_translate(code)) from None
             raise _translate(code) from None
-        except (BotoCoreError, OSError):
-            outcome = "unreachable"
-            raise errors.KMSError("The key management service is unreachable.") from None
+        except (BotoCoreError, OSError):  # OSError includes TimeoutError: the deadline passed during the call
+            outcome, answered = "unreachable", False
+            raise _Retryable(errors.KMSUnavailable("The key management service is unreachable.")) from None
         finally:
+            if answered is None:
+                self._breaker.abandon()
+            elif answered:
+                self._breaker.success()
+            else:
+                self._breaker.failure(time.monotonic())
+            self._breaker_changed()
             self._metrics.kms_duration.labels(operation).observe(time.perf_counter() - started)
             self._metrics.kms_requests.labels(operation, outcome).inc()
             if audited is not None:
                 audit(operation, outcome, principal=audited.principal, **_object(audited.context),
                       kms_key_id=audited.kms_key_id)
+
+    def _breaker_changed(self) -> None:
+        self._metrics.kms_breaker_open.set(0 if self._breaker.state == CLOSED else 1)
 
 
 @dataclass(frozen=True)
@@ -137,6 +278,8 @@ def _outcome(code: str) -> str:
         return "denied"
     if code in _THROTTLE_CODES:
         return "throttled"
+    if code in _UNUSABLE_CODES:
+        return "key_unusable"
     return "error"
 
 
@@ -149,6 +292,12 @@ def _translate(code: str) -> errors.S3Error:
         return errors.KMSAccessDenied()
     if code in _THROTTLE_CODES:
         return errors.SlowDown("The key management service is throttling requests.")
-    if code in {"DisabledException", "KMSInvalidStateException", "NotFoundException", "KeyUnavailableException"}:
-        return errors.KMSError(f"The KMS key is not usable ({code}).")
+    if code == "DisabledException":
+        return errors.KMSKeyDisabled()
+    if code == "KMSInvalidStateException":
+        return errors.KMSKeyInvalidState()
+    if code == "NotFoundException":
+        return errors.KMSKeyNotFound()
+    if code in _FAILURE_CODES or code == "KeyUnavailableException":
+        return errors.KMSUnavailable()
     return errors.KMSError()

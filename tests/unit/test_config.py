@@ -295,7 +295,11 @@ def test_redacted_dict(tmp_path: Path) -> None:
     data = redacted_dict(settings)
     assert data["clients"] == [{"access_key_id": "AKIAIOSFODNN7EXAMPLE", "secret_access_key": "***"}]
     assert data["listen"] == "[::1]:8443" and data["admin_listen"] == "127.0.0.1:9090"
-    assert data["kms"] == {"key_id": "alias/envelope", "endpoint": None, "region": None}
+    assert data["kms"] == {"key_id": "alias/envelope", "endpoint": None, "region": None,
+                           "cache": {"ttl_seconds": 300, "max_entries": 10000, "max_bytes": 16777216,
+                                     "max_uses": 100000},
+                           "retry": {"deadline_seconds": 5, "base_delay_seconds": 0.05, "max_delay_seconds": 1},
+                           "breaker": {"failure_threshold": 5, "open_seconds": 10}}
     assert data["crypto"] == {"workers": None, "batch_bytes": 4194304, "inflight_batches_per_request": 2,
                               "buffer_budget_bytes": 25165824}
     assert set(data) == set(Settings.model_fields)
