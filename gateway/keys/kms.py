@@ -200,6 +200,7 @@ class KeyService:
         Throttling past the deadline is SlowDown (503); no answer, or KMS failing, is KMS.ServiceUnavailable."""
         started = time.monotonic()
         failures = 0
+        throttled: errors.S3Error | None = None  # once throttled, running out of time is SlowDown, whatever came last
         while True:
             if not self._breaker.allow(time.monotonic()):
                 self._metrics.kms_breaker_rejections.labels(operation).inc()
@@ -214,9 +215,11 @@ class KeyService:
                                            params)
             except _Retryable as failed:
                 failures += 1
+                if isinstance(failed.error, errors.SlowDown):
+                    throttled = failed.error
                 wait = self._retry.delay(failures, started, time.monotonic(), self._jitter)
                 if wait is None:
-                    raise failed.error from None
+                    raise (throttled or failed.error) from None
                 self._metrics.kms_retries.labels(operation).inc()
                 await asyncio.sleep(wait)
 

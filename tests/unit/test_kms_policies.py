@@ -25,10 +25,11 @@ def test_full_jitter_can_retry_at_once():
     assert POLICY.delay(3, started=0, now=0, random=lambda: 0.0) == 0.0
 
 
-def test_no_retry_when_the_wait_reaches_the_deadline():
+def test_no_retry_without_time_for_an_attempt_before_the_deadline():
     assert POLICY.delay(6, started=0, now=4.0, random=lambda: 0.5) == 0.5
-    assert POLICY.delay(6, started=0, now=4.5, random=lambda: 0.5) is None
-    assert POLICY.delay(1, started=0, now=5.0, random=lambda: 0.0) is None
+    assert POLICY.delay(6, started=0, now=4.3, random=lambda: 0.5) == 0.5  # 0.2 s left for the attempt
+    assert POLICY.delay(6, started=0, now=4.31, random=lambda: 0.5) is None
+    assert POLICY.delay(1, started=0, now=4.81, random=lambda: 0.0) is None
 
 
 @given(st.lists(st.floats(0, 1, exclude_max=True), min_size=1, max_size=200),
@@ -43,7 +44,7 @@ def test_attempts_and_waits_never_pass_the_deadline(randoms, attempt_seconds):
             break
         assert 0 <= wait <= POLICY.max_delay_seconds
         now += wait
-        assert now < POLICY.deadline_seconds
+        assert POLICY.remaining(0, now) >= POLICY.min_attempt_seconds
     assert now <= POLICY.deadline_seconds
 
 
