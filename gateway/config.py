@@ -35,8 +35,9 @@ from pydantic_core import PydanticCustomError, core_schema
 
 from gateway.s3.access import ACCESS_WORDS, BucketPolicy
 
-__all__ = ["ConfigError", "HostPort", "TLS", "Upstream", "KMS", "Client", "Crypto", "Settings", "load_settings",
-           "redacted_dict", "effective_cpu_count", "ENV_PREFIX"]
+__all__ = ["ConfigError", "HostPort", "TLS", "Upstream", "KMS", "KeyCache", "KMSRetry", "KMSBreaker",
+           "BucketKeySettings", "Client", "Crypto", "Settings", "load_settings", "redacted_dict",
+           "effective_cpu_count", "ENV_PREFIX"]
 
 ENV_PREFIX = "ENVELOPE_"
 ENV_NESTING = "__"
@@ -297,6 +298,37 @@ class Upstream(_Service):
         return value
 
 
+class KeyCache(_Section):
+    """Plaintext data keys of recent reads (gateway.keys.cache). `ttl_seconds` bounds how long a disabled or
+    deleted master key keeps working for objects read recently (docs/KEYS.md); 0 turns the cache off."""
+    ttl_seconds: Float = Field(300.0, ge=0, le=86_400)
+    max_entries: Int = Field(10_000, ge=1)
+    max_bytes: Int = Field(16 * MiB, ge=4096)
+    max_uses: Int = Field(100_000, ge=1)
+
+
+class KMSRetry(_Section):
+    """Throttled or failed KMS calls are retried with jittered exponential backoff until `deadline_seconds`
+    (the whole key operation, attempts included) has passed."""
+    deadline_seconds: Float = Field(5.0, gt=0, le=300)
+    base_delay_seconds: Float = Field(0.05, gt=0, le=60)
+    max_delay_seconds: Float = Field(1.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> KMSRetry:
+        if self.base_delay_seconds > self.max_delay_seconds:
+            raise _invalid(f"base_delay_seconds ({self.base_delay_seconds}) must not exceed max_delay_seconds "
+                           f"({self.max_delay_seconds})")
+        return self
+
+
+class KMSBreaker(_Section):
+    """After `failure_threshold` consecutive KMS failures (no answer, timeout, KMS 5xx), key operations fail at
+    once with 503 for `open_seconds`; then one probe call decides."""
+    failure_threshold: Int = Field(5, ge=1)
+    open_seconds: Float = Field(10.0, gt=0, le=3600)
+
+
 class BucketKeySettings(_Section):
     """Bucket-key mode (docs/KEYS.md): for these buckets one KMS data key per bucket and window gives every
     object its own derived DEK, instead of one KMS call per object."""
@@ -317,6 +349,9 @@ class BucketKeySettings(_Section):
 class KMS(_Service):
     """The KMS key that wraps every object's data key. Credentials: the AWS SDK's default chain."""
     key_id: str
+    cache: KeyCache = Field(default_factory=KeyCache)
+    retry: KMSRetry = Field(default_factory=KMSRetry)
+    breaker: KMSBreaker = Field(default_factory=KMSBreaker)
     bucket_keys: BucketKeySettings | None = None
 
     @field_validator("key_id")

@@ -188,6 +188,28 @@ class KMSAccessDenied(KMSError):
     default_message = "The gateway's key management request was denied."
 
 
+# A master key that cannot be used (revoked by an operator): 403 like S3's own SSE-KMS answers, and not retryable.
+class KMSKeyDisabled(KMSError):
+    code, status = "KMS.DisabledException", 403
+    default_message = "The KMS key that protects this object is disabled."
+
+
+class KMSKeyInvalidState(KMSError):
+    code, status = "KMS.KMSInvalidStateException", 403
+    default_message = "The KMS key that protects this object is not usable (pending deletion?)."
+
+
+class KMSKeyNotFound(KMSError):
+    code, status = "KMS.NotFoundException", 403
+    default_message = "The KMS key that protects this object does not exist (deleted?)."
+
+
+class KMSUnavailable(KMSError):
+    """KMS did not answer within the retry deadline, answered with its own 5xx, or the circuit breaker is open."""
+    code, status = "KMS.ServiceUnavailable", 503
+    default_message = "The key management service is unavailable. Please try again."
+
+
 class UpstreamError(S3Error):
     code, status, default_message = "ServiceUnavailable", 503, "The object store is unavailable."
 

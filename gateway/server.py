@@ -15,7 +15,10 @@ from aiohttp import web
 
 from gateway.config import Settings, effective_cpu_count
 from gateway.keys.bucketkeys import BucketKeyPolicy, BucketKeys
+from gateway.keys.breaker import Breaker
+from gateway.keys.cache import CacheLimits
 from gateway.keys.kms import KeyService
+from gateway.keys.retry import RetryPolicy
 from gateway.observability.admin import build_admin_app
 from gateway.observability.metrics import Metrics
 from gateway.proxy.app import build_app
@@ -85,13 +88,20 @@ async def run(settings: Settings, overrides: Overrides | None = None,
                         connect_timeout_seconds=settings.upstream.connect_timeout_seconds,
                         read_timeout_seconds=settings.upstream.read_timeout_seconds,
                         send_buffer_bytes=settings.socket_send_buffer_bytes)
-    bucket_keys = settings.kms.bucket_keys
-    keys = KeyService(settings.kms.key_id, metrics,
-                      bucket_keys=BucketKeys(BucketKeyPolicy(tuple(bucket_keys.buckets), bucket_keys.max_age_seconds,
-                                                             bucket_keys.max_objects)) if bucket_keys else None,
-                      endpoint_url=str(settings.kms.endpoint).rstrip("/") if settings.kms.endpoint else None,
-                      region=_region(settings.kms.region or settings.upstream.region),
-                      session=overrides.kms_session)
+    kms = settings.kms
+    keys = KeyService(kms.key_id, metrics,
+                      endpoint_url=str(kms.endpoint).rstrip("/") if kms.endpoint else None,
+                      region=_region(kms.region or settings.upstream.region),
+                      session=overrides.kms_session,
+                      cache=CacheLimits(kms.cache.ttl_seconds, kms.cache.max_entries, kms.cache.max_bytes,
+                                        kms.cache.max_uses),
+                      retry=RetryPolicy(kms.retry.deadline_seconds, kms.retry.base_delay_seconds,
+                                        kms.retry.max_delay_seconds),
+                      breaker=Breaker(kms.breaker.failure_threshold, kms.breaker.open_seconds),
+                      bucket_keys=BucketKeys(BucketKeyPolicy(tuple(kms.bucket_keys.buckets),
+                                                             kms.bucket_keys.max_age_seconds,
+                                                             kms.bucket_keys.max_objects))
+                      if kms.bucket_keys else None)
     pool = CryptoPool(settings.crypto.workers or effective_cpu_count(), metrics)
     gw = Gateway(upstream=upstream, keys=keys, pool=pool, metrics=metrics, uploads=UploadStates(upstream, keys),
                  client_secrets={c.access_key_id: c.secret_access_key.get_secret_value() for c in settings.clients},

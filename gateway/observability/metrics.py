@@ -38,6 +38,27 @@ class Metrics:
                                     ["operation", "outcome"], registry=r)
         self.kms_duration = Histogram("envelope_kms_request_duration_seconds", "KMS call latency.", ["operation"],
                                       buckets=_LATENCY_BUCKETS_SECONDS, registry=r)
+        self.kms_retries = Counter("envelope_kms_retries_total",
+                                   "KMS calls repeated after throttling or a failure, within the retry deadline.",
+                                   ["operation"], registry=r)
+        self.kms_breaker_open = Gauge("envelope_kms_breaker_open",
+                                      "1 while the KMS circuit breaker refuses calls (open or probing), else 0.",
+                                      registry=r)
+        self.kms_breaker_rejections = Counter("envelope_kms_breaker_rejections_total",
+                                              "Key operations refused without calling KMS: the breaker was open.",
+                                              ["operation"], registry=r)
+        self.dek_cache_hits = Counter("envelope_dek_cache_hits_total",
+                                      "Data keys served from the DEK cache (no KMS call).", registry=r)
+        self.dek_cache_misses = Counter("envelope_dek_cache_misses_total",
+                                        "Data keys not in the DEK cache (a KMS Decrypt, or joining one in flight).",
+                                        registry=r)
+        self.dek_cache_evictions = Counter("envelope_dek_cache_evictions_total",
+                                           "Data keys dropped (and zeroed) from the DEK cache, by reason.",
+                                           ["reason"], registry=r)
+        self.dek_cache_entries = Gauge("envelope_dek_cache_entries", "Data keys in the DEK cache.", registry=r)
+        self.dek_cache_bytes = Gauge("envelope_dek_cache_bytes",
+                                     "Bytes held by the DEK cache (keys, wrapped keys, encryption contexts).",
+                                     registry=r)
         self.upstream_requests = Counter("envelope_upstream_requests_total",
                                          "Requests sent to the object store, by HTTP method and status class.",
                                          ["method", "status_class"], registry=r)

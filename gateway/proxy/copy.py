@@ -114,9 +114,8 @@ async def _copy_in_parts(gw: Gateway, source: CopySource, target: Target, header
     assert target.bucket is not None and target.key is not None
     reader = ObjectReader(gw, source.bucket, source.key, verified.access_key_id, source.query())
     try:
-        dek = await gw.keys.unwrap(wrapped, encryption_context(source.bucket, source.key), verified.access_key_id)
-        keys = open_multipart_keys(dek, envelope)
-        del dek
+        keys = await gw.keys.open_keys(open_multipart_keys, envelope, wrapped,
+                                       encryption_context(source.bucket, source.key), verified.access_key_id)
         table = await reader.part_table(keys, etag, stored_total, multipart_part_count(etag))
     finally:
         reader.close()

@@ -38,7 +38,9 @@ class Readiness:
     async def _check(self) -> bool:
         try:
             dek, wrapped = await self._gw.keys.generate(_PROBE_CONTEXT, _PROBE_PRINCIPAL)
-            if await self._gw.keys.unwrap([wrapped], _PROBE_CONTEXT, _PROBE_PRINCIPAL) != dek:
+            # Past the DEK cache: the probe is about KMS answering now.
+            unwrapped = await self._gw.keys.unwrap([wrapped], _PROBE_CONTEXT, _PROBE_PRINCIPAL, use_cache=False)
+            if unwrapped != dek:
                 log.warning("readiness: KMS returned a different data key than it generated")
                 return False
             # Any HTTP answer (403 for ListBuckets is fine) proves the store is reachable.

@@ -290,9 +290,10 @@ async def _repeated_complete(gw: Gateway, request: web.Request, target: Target, 
     etag = head.headers.get("ETag", "")
     reader = ObjectReader(gw, target.bucket, target.key, principal, [])
     try:
-        dek = await gw.keys.unwrap(wrapped, encryption_context(target.bucket, target.key), principal)
-        table = await reader.part_table(open_multipart_keys(dek, envelope), etag,
-                                        int(head.headers.get("Content-Length", "0")), multipart_part_count(etag))
+        keys = await gw.keys.open_keys(open_multipart_keys, envelope, wrapped,
+                                       encryption_context(target.bucket, target.key), principal)
+        table = await reader.part_table(keys, etag, int(head.headers.get("Content-Length", "0")),
+                                        multipart_part_count(etag))
     finally:
         reader.close()
     if [part.number for part in table.parts] != [number for number, _ in client_parts]:

@@ -8,8 +8,9 @@ multipart-layout object one more, for its part table (pinned with If-Match to th
 """
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import aiohttp
 
@@ -31,6 +32,8 @@ from gateway.proxy.tablecache import CachedTable
 from gateway.s3.metadata import envelope_fields
 from gateway.s3.multipart_xml import multipart_part_count
 from gateway.s3.ranges import content_range, parse_range
+
+T = TypeVar("T")
 
 
 class UpstreamAnswer(Exception):
@@ -181,7 +184,7 @@ class ObjectReader:
         status = _range_headers(out, selected, size, span.length)
         if self.head:
             return Plaintext(status, out, span.length, etag, None)
-        object_key = open_object_key(await self._dek(wrapped), envelope)
+        object_key = await self._open(open_object_key, envelope, wrapped)
         views = self._views(response, window, span.ciphertext_start, span.ciphertext_end,
                             [object_run(object_key, span)], span.skip_bytes, span.length)
         return Plaintext(status, out, span.length, etag, views)
@@ -194,7 +197,7 @@ class ObjectReader:
             size = multipart_plaintext_size(window.total, stored_parts)
             _range_headers(out, None, size, size)
             return Plaintext(200, out, size, etag, None)
-        keys = open_multipart_keys(await self._dek(wrapped), envelope)
+        keys = await self._open(open_multipart_keys, envelope, wrapped)
         table = await self.part_table(keys, etag, window.total, stored_parts)
         if self._cacheable():
             self.gw.tables.put(self.bucket, self.key, CachedTable(etag, envelope, table))
@@ -250,7 +253,7 @@ class ObjectReader:
                 if self.part_number is not None:
                     out["x-amz-mp-parts-count"] = str(len(table.parts))
                 status = _range_headers(out, selected, size, length)
-                keys = open_multipart_keys(await self._dek(wrapped), envelope)
+                keys = await self._open(open_multipart_keys, envelope, wrapped)
                 views = self._views(response, window, span.ciphertext_start, span.ciphertext_end,
                                     part_runs(keys, span), span.parts[0].span.skip_bytes, length)
                 return Plaintext(status, out, length, cached.etag, views)
@@ -305,8 +308,9 @@ class ObjectReader:
             raise errors.UpstreamError("The object store did not return the byte range asked for.")
         return response
 
-    async def _dek(self, wrapped: list[WrappedKey]) -> bytes:
-        return await self.gw.keys.unwrap(wrapped, encryption_context(self.bucket, self.key), self.principal)
+    async def _open(self, opener: Callable[[bytearray, Header], T], envelope: Header, wrapped: list[WrappedKey]) -> T:
+        return await self.gw.keys.open_keys(opener, envelope, wrapped, encryption_context(self.bucket, self.key),
+                                            self.principal)
 
     def _views(self, response: aiohttp.ClientResponse, window: _Window, first: int, last: int, runs: list[Run],
                skip: int, length: int) -> AsyncIterator[memoryview]:

@@ -121,10 +121,11 @@ def stash_key(upload_id: str, number: int, salt: bytes) -> str:
 
 
 class UploadStates:
-    """The store-side records of multipart uploads, with a small cache of opened upload keys.
+    """The store-side records of multipart uploads, with a small cache of recently used upload states.
 
-    The cache holds the derived keys of recently used uploads (each one is immutable once created), so parts
-    after the first cost no KMS call and no state read; entries expire after `ttl_seconds`.
+    The cache holds states only (each one is immutable once created; no key material), so parts after the first
+    cost no state read. Their data key comes from KeyService's DEK cache, so parts after the first cost no KMS
+    call either, and an upload's keys obey the same TTL, use and revocation bounds as every other data key.
     """
 
     def __init__(self, upstream: Upstream, keys: KeyService, *, max_entries: int = 256,
@@ -133,7 +134,7 @@ class UploadStates:
         self._keys = keys
         self._max_entries = max_entries
         self._ttl_seconds = ttl_seconds
-        self._cache: OrderedDict[tuple[str, str], tuple[float, UploadState, MultipartKeys]] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str], tuple[float, UploadState]] = OrderedDict()
 
     async def save(self, bucket: str, state: UploadState) -> None:
         response = await self._upstream.request("PUT", bucket, upload_prefix(state.upload_id) + "state",
@@ -149,19 +150,16 @@ class UploadStates:
         cached = self._cache.get((bucket, upload_id))
         if cached is not None and cached[0] > now:
             self._cache.move_to_end((bucket, upload_id))
-            state, keys = cached[1], cached[2]
+            state = cached[1]
         else:
             state = await self._load(bucket, upload_id)
-            if state.key != key:
-                raise errors.NoSuchUpload(UploadId=upload_id)
-            dek = await self._keys.unwrap(state.wrapped, encryption_context(bucket, key), principal)
-            keys = open_multipart_keys(dek, state.header)
-            del dek
-            self._cache[(bucket, upload_id)] = (now + self._ttl_seconds, state, keys)
+            self._cache[(bucket, upload_id)] = (now + self._ttl_seconds, state)
             while len(self._cache) > self._max_entries:
                 self._cache.popitem(last=False)
         if state.key != key:
             raise errors.NoSuchUpload(UploadId=upload_id)
+        keys = await self._keys.open_keys(open_multipart_keys, state.header, state.wrapped,
+                                          encryption_context(bucket, key), principal)
         return state, keys
 
     async def _load(self, bucket: str, upload_id: str) -> UploadState:

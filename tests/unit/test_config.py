@@ -296,7 +296,11 @@ def test_redacted_dict(tmp_path: Path) -> None:
     assert data["clients"] == [{"access_key_id": "AKIAIOSFODNN7EXAMPLE", "secret_access_key": "***",
                                 "buckets": None}]
     assert data["listen"] == "[::1]:8443" and data["admin_listen"] == "127.0.0.1:9090"
-    assert data["kms"] == {"key_id": "alias/envelope", "endpoint": None, "region": None, "bucket_keys": None}
+    assert data["kms"] == {"key_id": "alias/envelope", "endpoint": None, "region": None,
+                           "cache": {"ttl_seconds": 300, "max_entries": 10000, "max_bytes": 16777216,
+                                     "max_uses": 100000},
+                           "retry": {"deadline_seconds": 5, "base_delay_seconds": 0.05, "max_delay_seconds": 1},
+                           "breaker": {"failure_threshold": 5, "open_seconds": 10}, "bucket_keys": None}
     assert data["crypto"] == {"workers": None, "batch_bytes": 4194304, "inflight_batches_per_request": 2,
                               "buffer_budget_bytes": 25165824}
     assert set(data) == set(Settings.model_fields)
@@ -458,6 +462,33 @@ def test_the_budget_holds_a_batch(tmp_path: Path) -> None:
     [problem] = problems_of(path)
     assert problem == ("crypto: buffer_budget_bytes (1048576) must hold at least one batch of batch_bytes "
                        "(4194304)")
+
+
+def test_kms_cache_retry_and_breaker_names_are_kept(tmp_path: Path) -> None:
+    """The names issue 8 promised operators: kms.cache.{ttl_seconds, max_entries, max_uses}."""
+    yaml_text = ("kms:\n  key_id: alias/envelope\n  cache: {ttl_seconds: 30, max_entries: 50, max_uses: 7}\n"
+                 "clients: [{access_key_id: AKIAIOSFODNN7EXAMPLE, secret_access_key: s}]\n")
+    settings = load_settings(write(tmp_path, yaml_text), {"ENVELOPE_KMS__RETRY__DEADLINE_SECONDS": "2.5",
+                                                          "ENVELOPE_KMS__BREAKER__OPEN_SECONDS": "4"})
+    cache = settings.kms.cache
+    assert (cache.ttl_seconds, cache.max_entries, cache.max_uses, cache.max_bytes) == (30, 50, 7, 16 * 1024 * 1024)
+    assert settings.kms.retry.deadline_seconds == 2.5 and settings.kms.breaker.open_seconds == 4
+    assert settings.kms.breaker.failure_threshold == 5
+
+
+def test_kms_cache_retry_and_breaker_problems_all_at_once(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path, {**MINIMAL, "kms": {
+        "key_id": "alias/envelope", "cache": {"ttl_seconds": -1, "max_entries": 0, "max_uses": True, "ttl": 5},
+        "retry": {"deadline_seconds": 0, "base_delay_seconds": 2, "max_delay_seconds": 1},
+        "breaker": {"failure_threshold": 0}}})
+    problems = problems_of(path)
+    assert [p.split(":")[0] for p in problems] == [
+        "kms.cache.ttl_seconds", "kms.cache.max_entries", "kms.cache.max_uses", "kms.cache.ttl",
+        "kms.retry.deadline_seconds", "kms.breaker.failure_threshold"], problems
+    assert "known here: ttl_seconds" in problems[3]
+    ordered = write_yaml(tmp_path, {**MINIMAL, "kms": {"key_id": "k", "retry": {"base_delay_seconds": 2,
+                                                                                "max_delay_seconds": 1}}})
+    assert problems_of(ordered) == ["kms.retry: base_delay_seconds (2.0) must not exceed max_delay_seconds (1.0)"]
 
 
 def test_log_settings_case_insensitive(tmp_path: Path) -> None:
