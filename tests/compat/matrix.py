@@ -41,6 +41,8 @@ ROWS = (
     Row("boto3-tls", "boto3 (newest), TLS", ".venv-clients", "boto3_driver.py", "tls"),
     Row("boto3-1.35-http", "boto3 1.35, HTTP", ".venv-clients-legacy", "boto3_driver.py"),
     Row("boto3-1.35-tls", "boto3 1.35, TLS", ".venv-clients-legacy", "boto3_driver.py", "tls"),
+    Row("awscli-http", "aws cli, HTTP", ".venv-clients", "awscli_driver.py"),
+    Row("awscli-tls", "aws cli, TLS", ".venv-clients", "awscli_driver.py", "tls"),
 )
 
 

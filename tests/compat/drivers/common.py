@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import os
 import random
 import shutil
 import ssl
+import subprocess
 import sys
 import time
 import traceback
@@ -222,9 +224,13 @@ class Driver:
 
     def sync_twice(self) -> str:
         directory = self.work / "sync-src"
+        # Files written a minute ago, as a user's files are: S3's LastModified has whole seconds, so a file written
+        # within the second of its upload looks newer than its object to tools comparing times (on AWS too).
+        written = time.time() - 60
         for name, size in {"a.bin": 1, "b.bin": 70_001, "sub/c.bin": 2 * MiB + 3}.items():
             (directory / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.make_file("sync-files/" + name, size), directory / name)
+            os.utime(directory / name, (written, written))
         first = self.sync_up(directory, self.key("sync/"))
         expect(first == 3, f"first sync transferred {first} files, expected 3")
         second = self.sync_up(directory, self.key("sync/"))
@@ -327,6 +333,21 @@ def digest(path: Path) -> str:
         while chunk := f.read(MiB):
             sha.update(chunk)
     return sha.hexdigest()
+
+
+def command(args: list[str], *, check: bool = True, binary: bool = False, env: dict[str, str] | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run a command-line client and capture what it printed (stdout as bytes when binary). With check, a non-zero
+    exit raises ClientFailure carrying the command and its own error output."""
+    result = subprocess.run([str(a) for a in args], capture_output=True, timeout=timeout,
+                            env={**os.environ, **env} if env else None)
+    result.stderr = result.stderr.decode(errors="replace")
+    if not binary:
+        result.stdout = result.stdout.decode(errors="replace")
+    if check and result.returncode != 0:
+        raise ClientFailure(f"`{' '.join(str(a) for a in args[:3])} …` exit {result.returncode}: "
+                            f"{(result.stderr.strip() or str(result.stdout).strip())[-500:]}")
+    return result
 
 
 def emit(record: dict) -> None:
