@@ -43,6 +43,8 @@ ROWS = (
     Row("boto3-1.35-tls", "boto3 1.35, TLS", ".venv-clients-legacy", "boto3_driver.py", "tls"),
     Row("awscli-http", "aws cli, HTTP", ".venv-clients", "awscli_driver.py"),
     Row("awscli-tls", "aws cli, TLS", ".venv-clients", "awscli_driver.py", "tls"),
+    Row("s3cmd-http", "s3cmd, HTTP", ".venv-clients", "s3cmd_driver.py"),
+    Row("s3cmd-tls", "s3cmd, TLS", ".venv-clients", "s3cmd_driver.py", "tls"),
 )
 
 

@@ -306,7 +306,11 @@ class Driver:
         seen = []
         for case, status, code in (("wrong secret", 403, "SignatureDoesNotMatch"), ("missing key", 404, "NoSuchKey"),
                                    ("bad range", 416, "InvalidRange")):
-            error = self.error(case)
+            try:
+                error = self.error(case)
+            except NotApplicable as exc:  # the client cannot even send this request: the other cases still count
+                seen.append(f"{case}: n/a ({exc})")
+                continue
             expect(error.matches(status, code), f"{case}: got {error}, expected {status} {code}")
             seen.append(f"{case} → {error.status or ''} {error.code or ''}".rstrip())
         error = self.error("tampered")
