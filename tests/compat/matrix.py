@@ -45,6 +45,10 @@ ROWS = (
     Row("awscli-tls", "aws cli, TLS", ".venv-clients", "awscli_driver.py", "tls"),
     Row("s3cmd-http", "s3cmd, HTTP", ".venv-clients", "s3cmd_driver.py"),
     Row("s3cmd-tls", "s3cmd, TLS", ".venv-clients", "s3cmd_driver.py", "tls"),
+    Row("rclone-other-http", "rclone (provider Other), HTTP", ".venv-clients", "rclone_driver.py",
+        options={"provider": "Other"}),
+    Row("rclone-aws-http", "rclone (provider AWS), HTTP", ".venv-clients", "rclone_driver.py",
+        options={"provider": "AWS"}),
 )
 
 

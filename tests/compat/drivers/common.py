@@ -164,14 +164,19 @@ class Driver:
     def ssl_context(self) -> ssl.SSLContext | None:
         return ssl.create_default_context(cafile=self.spec.ca_file) if self.spec.ca_file else None
 
+    http_proxy: tuple[str, int] | None = None  # (host, port) of an HTTP proxy for http:// URLs
+
     def http(self, method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
         """A plain HTTP request with no headers of its own (as curl sends a presigned URL; urllib would add a
         Content-Type, which a SigV2-presigned PUT signs as empty)."""
         parts = urllib.parse.urlsplit(url)
         connection = (http.client.HTTPSConnection(parts.netloc, context=self.ssl_context(), timeout=60)
-                      if parts.scheme == "https" else http.client.HTTPConnection(parts.netloc, timeout=60))
+                      if parts.scheme == "https" else http.client.HTTPConnection(*(self.http_proxy or (parts.netloc,)),
+                                                                                  timeout=60))
         try:
             target = parts.path + (f"?{parts.query}" if parts.query else "")
+            if self.http_proxy and parts.scheme == "http":
+                target = url  # absolute form: the proxy finds the host in it (and http.client sends it as Host)
             connection.request(method, target, body=body)
             response = connection.getresponse()
             return response.status, response.read()
