@@ -49,6 +49,12 @@ ROWS = (
         options={"provider": "Other"}),
     Row("rclone-aws-http", "rclone (provider AWS), HTTP", ".venv-clients", "rclone_driver.py",
         options={"provider": "AWS"}),
+    Row("curl-sigv2-http", "curl, presigned SigV2, HTTP", ".venv-clients", "curl_driver.py",
+        options={"signature": "s3"}),
+    Row("curl-sigv4-http", "curl, presigned SigV4, HTTP", ".venv-clients", "curl_driver.py",
+        options={"signature": "s3v4"}),
+    Row("curl-sigv4-tls", "curl, presigned SigV4, TLS", ".venv-clients", "curl_driver.py", "tls",
+        options={"signature": "s3v4"}),
 )
 
 
