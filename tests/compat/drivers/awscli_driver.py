@@ -96,15 +96,11 @@ class AwsCli(Driver):
 
     def error(self, case: str) -> ClientError:
         target = self.fresh_path("error")
-        key, extra = self.key("present"), []
+        key, extra = self.error_key(case), []
         if case == "wrong secret":
             extra = ["--profile", "wrong"]
-        elif case == "missing key":
-            key = self.key("no-such-key")
         elif case == "bad range":
             extra = ["--range", "bytes=100-"]
-        else:
-            key = self.spec.tampered_key
         result = self.aws("s3api", "get-object", "--bucket", self.spec.bucket, "--key", key, *extra, str(target),
                           "--debug", check=False)
         if result.returncode == 0:

@@ -141,6 +141,11 @@ class Driver:
     def key(self, name: str) -> str:
         return self.spec.prefix + name
 
+    def error_key(self, case: str) -> str:
+        """The object an error case reads: a key never written, the tampered object, or else the 10-byte one."""
+        special = {"missing key": self.key("no-such-key"), "tampered": self.spec.tampered_key}
+        return special.get(case, self.key("present"))
+
     def make_file(self, name: str, size: int, seed: int | None = None) -> Path:
         """A file of pseudo-random bytes, written 1 MiB at a time (never held whole)."""
         path = self.work / name

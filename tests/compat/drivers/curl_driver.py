@@ -89,15 +89,11 @@ class Curl(Driver):
         return self.url("put_object", Key=key)
 
     def error(self, case: str) -> ClientError:
-        signer, key, extra = self.signer, self.key("present"), []
+        signer, key, extra = self.signer, self.error_key(case), []
         if case == "wrong secret":
             signer = self.presigner(self.spec.secret_access_key + "x")
-        elif case == "missing key":
-            key = self.key("no-such-key")
         elif case == "bad range":
             extra = ["-r", "100-"]
-        else:
-            key = self.spec.tampered_key
         result = self.curl("-w", "\n%{http_code}", *extra, self.url("get_object", signer=signer, Key=key),
                            check=False)
         body, _, status = result.stdout.rpartition("\n")

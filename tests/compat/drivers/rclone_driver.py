@@ -125,18 +125,11 @@ class Rclone(Driver):
         return "rclone check: " + "; ".join(line.split(": ", 1)[-1] for line in notices)
 
     def error(self, case: str) -> ClientError:
-        remote, key, extra = "gw", self.key("present"), []
-        if case == "wrong secret":
-            remote = "wrong"
-        elif case == "missing key":
-            key = self.key("no-such-key")
-        elif case == "bad range":
-            extra = ["--offset", "100"]
-        else:
-            key = self.spec.tampered_key
+        remote = "wrong" if case == "wrong secret" else "gw"
+        extra = ["--offset", "100"] if case == "bad range" else []
         # one attempt: rclone would retry a 5xx for ~45 s (--retries 3 × --low-level-retries 10) to the same end
-        result = self.rclone("cat", "--retries", "1", "--low-level-retries", "1", *extra, self.path(key, remote),
-                             check=False, binary=True)
+        result = self.rclone("cat", "--retries", "1", "--low-level-retries", "1", *extra,
+                             self.path(self.error_key(case), remote), check=False, binary=True)
         if result.returncode == 0 and case == "missing key" and not result.stdout:
             raise NotApplicable("rclone reads a path that is no object as an empty directory: cat prints nothing")
         if result.returncode == 0 and case == "bad range" and result.stdout == (self.work / "present").read_bytes():

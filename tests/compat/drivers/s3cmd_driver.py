@@ -125,16 +125,12 @@ class S3cmd(Driver):
 
     def error(self, case: str) -> ClientError:
         target = self.fresh_path("error")
-        config, key = self.config, self.key("present")
+        config, key = self.config, self.error_key(case)
         if case == "wrong secret":
             config = self.write_config("s3cfg-wrong", self.spec.secret_access_key + "x")
-        elif case == "missing key":
-            key = self.key("no-such-key")
         elif case == "bad range":
             raise NotApplicable("s3cmd never asks for a range past the end (get --continue starts over when the "
                                 "local file is longer)")
-        else:
-            key = self.spec.tampered_key
         # --debug: s3cmd checks the object with a HEAD first, and prints no status for a HEAD's error otherwise
         result = self.s3cmd("--debug", "get", self.s3uri(key), str(target), config=config, check=False)
         if result.returncode == 0:
