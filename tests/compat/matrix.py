@@ -41,9 +41,23 @@ ROWS = (
     Row("boto3-tls", "boto3 (newest), TLS", ".venv-clients", "boto3_driver.py", "tls"),
     Row("boto3-1.35-http", "boto3 1.35, HTTP", ".venv-clients-legacy", "boto3_driver.py"),
     Row("boto3-1.35-tls", "boto3 1.35, TLS", ".venv-clients-legacy", "boto3_driver.py", "tls"),
+    Row("awscli-http", "aws cli, HTTP", ".venv-clients", "awscli_driver.py"),
+    Row("awscli-tls", "aws cli, TLS", ".venv-clients", "awscli_driver.py", "tls"),
+    Row("s3cmd-http", "s3cmd, HTTP", ".venv-clients", "s3cmd_driver.py"),
+    Row("s3cmd-tls", "s3cmd, TLS", ".venv-clients", "s3cmd_driver.py", "tls"),
+    Row("rclone-other-http", "rclone (provider Other), HTTP", ".venv-clients", "rclone_driver.py",
+        options={"provider": "Other"}),
+    Row("rclone-aws-http", "rclone (provider AWS), HTTP", ".venv-clients", "rclone_driver.py",
+        options={"provider": "AWS"}),
     Row("minio-py", "minio-py", ".venv-clients", "minio_driver.py"),
     Row("s3fs", "s3fs (fsspec)", ".venv-clients-aio", "s3fs_driver.py"),
     Row("aioboto3", "aioboto3", ".venv-clients-aio", "aioboto3_driver.py"),
+    Row("curl-sigv2-http", "curl, presigned SigV2, HTTP", ".venv-clients", "curl_driver.py",
+        options={"signature": "s3"}),
+    Row("curl-sigv4-http", "curl, presigned SigV4, HTTP", ".venv-clients", "curl_driver.py",
+        options={"signature": "s3v4"}),
+    Row("curl-sigv4-tls", "curl, presigned SigV4, TLS", ".venv-clients", "curl_driver.py", "tls",
+        options={"signature": "s3v4"}),
 )
 
 

@@ -12,9 +12,11 @@ import base64
 import hashlib
 import http.client
 import json
+import os
 import random
 import shutil
 import ssl
+import subprocess
 import sys
 import time
 import traceback
@@ -141,6 +143,11 @@ class Driver:
     def key(self, name: str) -> str:
         return self.spec.prefix + name
 
+    def error_key(self, case: str) -> str:
+        """The object an error case reads: a key never written, the tampered object, or else the 10-byte one."""
+        special = {"missing key": self.key("no-such-key"), "tampered": self.spec.tampered_key}
+        return special.get(case, self.key("present"))
+
     def make_file(self, name: str, size: int, seed: int | None = None) -> Path:
         """A file of pseudo-random bytes, written 1 MiB at a time (never held whole)."""
         path = self.work / name
@@ -164,14 +171,19 @@ class Driver:
     def ssl_context(self) -> ssl.SSLContext | None:
         return ssl.create_default_context(cafile=self.spec.ca_file) if self.spec.ca_file else None
 
+    http_proxy: tuple[str, int] | None = None  # (host, port) of an HTTP proxy for http:// URLs
+
     def http(self, method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
         """A plain HTTP request with no headers of its own (as curl sends a presigned URL; urllib would add a
         Content-Type, which a SigV2-presigned PUT signs as empty)."""
         parts = urllib.parse.urlsplit(url)
         connection = (http.client.HTTPSConnection(parts.netloc, context=self.ssl_context(), timeout=60)
-                      if parts.scheme == "https" else http.client.HTTPConnection(parts.netloc, timeout=60))
+                      if parts.scheme == "https" else http.client.HTTPConnection(*(self.http_proxy or (parts.netloc,)),
+                                                                                  timeout=60))
         try:
             target = parts.path + (f"?{parts.query}" if parts.query else "")
+            if self.http_proxy and parts.scheme == "http":
+                target = url  # absolute form: the proxy finds the host in it (and http.client sends it as Host)
             connection.request(method, target, body=body)
             response = connection.getresponse()
             return response.status, response.read()
@@ -209,7 +221,10 @@ class Driver:
         target = self.fresh_path(name)
         self.download(self.key(name), target)
         same_file(source, target)
-        listed = self.list_sizes(self.key(name))
+        try:
+            listed = self.list_sizes(self.key(name))
+        except NotApplicable:  # a client without listings: the transfer itself still counts
+            return f"{size:,} bytes up and down, identical (no listing)"
         expect(listed.get(self.key(name)) == size, f"listed size {listed.get(self.key(name))}, expected {size}")
         return f"{size:,} bytes up and down, identical; listed size exact"
 
@@ -224,9 +239,13 @@ class Driver:
 
     def sync_twice(self) -> str:
         directory = self.work / "sync-src"
+        # Files written a minute ago, as a user's files are: S3's LastModified has whole seconds, so a file written
+        # within the second of its upload looks newer than its object to tools comparing times (on AWS too).
+        written = time.time() - 60
         for name, size in {"a.bin": 1, "b.bin": 70_001, "sub/c.bin": 2 * MiB + 3}.items():
             (directory / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.make_file("sync-files/" + name, size), directory / name)
+            os.utime(directory / name, (written, written))
         first = self.sync_up(directory, self.key("sync/"))
         expect(first == 3, f"first sync transferred {first} files, expected 3")
         second = self.sync_up(directory, self.key("sync/"))
@@ -302,7 +321,11 @@ class Driver:
         seen = []
         for case, status, code in (("wrong secret", 403, "SignatureDoesNotMatch"), ("missing key", 404, "NoSuchKey"),
                                    ("bad range", 416, "InvalidRange")):
-            error = self.error(case)
+            try:
+                error = self.error(case)
+            except NotApplicable as exc:  # the client cannot even send this request: the other cases still count
+                seen.append(f"{case}: n/a ({exc})")
+                continue
             expect(error.matches(status, code), f"{case}: got {error}, expected {status} {code}")
             seen.append(f"{case} → {error.status or ''} {error.code or ''}".rstrip())
         error = self.error("tampered")
@@ -340,6 +363,21 @@ def digest(path: Path) -> str:
         while chunk := f.read(MiB):
             sha.update(chunk)
     return sha.hexdigest()
+
+
+def command(args: list[str], *, check: bool = True, binary: bool = False, env: dict[str, str] | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run a command-line client and capture what it printed (stdout as bytes when binary). With check, a non-zero
+    exit raises ClientFailure carrying the command and its own error output."""
+    result = subprocess.run([str(a) for a in args], capture_output=True, timeout=timeout,
+                            env={**os.environ, **env} if env else None)
+    result.stderr = result.stderr.decode(errors="replace")
+    if not binary:
+        result.stdout = result.stdout.decode(errors="replace")
+    if check and result.returncode != 0:
+        raise ClientFailure(f"`{' '.join(str(a) for a in args[:3])} …` exit {result.returncode}: "
+                            f"{(result.stderr.strip() or str(result.stdout).strip())[-500:]}")
+    return result
 
 
 def emit(record: dict) -> None:
