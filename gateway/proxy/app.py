@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping
 import logging
 import secrets
 import time
 
 from aiohttp import HttpVersion11, web
+from multidict import CIMultiDict
 
 from gateway import errors
 from gateway.observability.logs import upstream_request_id
@@ -78,13 +80,37 @@ def _request_id(request: web.Request) -> str:
 
 
 async def _handle(request: web.Request) -> web.StreamResponse:
+    target, verified = _authenticate(request.app[GATEWAY], request)
+    if not target.hoisted_headers:
+        return await _dispatch(request, request, target, verified)
+    # The handlers read headers from the request: give them one whose headers include the hoisted ones. A flag a
+    # handler sets on it (a broken connection) is reported through the original, which the middleware logs.
+    handled = request.clone(headers=_with_hoisted(request.headers, target.hoisted_headers))
+    try:
+        return await _dispatch(request, handled, target, verified)
+    finally:
+        if handled.get(ABORTED):
+            request[ABORTED] = True
+
+
+def _with_hoisted(headers: Mapping[str, str], hoisted: tuple[tuple[str, str], ...]) -> CIMultiDict[str]:
+    merged = CIMultiDict(headers)
+    for name, value in hoisted:
+        if merged.get(name, value) != value:
+            raise errors.InvalidArgument(f"{name} is given both as a header and in the query string, differently.",
+                                         ArgumentName=name)
+        merged[name] = value
+    return merged
+
+
+async def _dispatch(request: web.Request, handled: web.Request, target: Target, verified: VerifiedRequest
+                    ) -> web.StreamResponse:
     gw = request.app[GATEWAY]
-    target, verified = _authenticate(gw, request)
-    operation = classify(request.method, target.bucket, target.key, target.query_map, request.headers)
+    operation = classify(handled.method, target.bucket, target.key, target.query_map, handled.headers)
     request[_OPERATION] = operation.name
     if operation.handling is Handling.REFUSE:
         raise operation.error or errors.NotImplementedS3()
-    copy_source = request.headers.get("x-amz-copy-source")
+    copy_source = handled.headers.get("x-amz-copy-source")
     gw.policy_for(verified.access_key_id).check(
         operation.name, operation.bucket,
         parse_copy_source(copy_source).bucket if copy_source and operation.handling in _COPIES else None)
@@ -94,11 +120,11 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         raise errors.AccessDenied("This key name is reserved by the encryption gateway.")
     handler = _HANDLERS.get(operation.handling)
     if handler is not None:
-        return await handler(gw, request, target, verified)
+        return await handler(gw, handled, target, verified)
     if operation.handling in (Handling.GET_OBJECT, Handling.HEAD_OBJECT):
-        return await get_object(gw, request, target, verified.access_key_id,
+        return await get_object(gw, handled, target, verified.access_key_id,
                                 head=operation.handling is Handling.HEAD_OBJECT)
-    return await pass_through(gw, request, target, verified, operation)
+    return await pass_through(gw, handled, target, verified, operation)
 
 
 _COPIES = (Handling.COPY_OBJECT, Handling.UPLOAD_PART_COPY)

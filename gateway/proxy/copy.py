@@ -18,7 +18,7 @@ from gateway import errors
 from gateway.format.envelope import (FLAG_MULTIPART_LAYOUT, Header, WrappedKey, encryption_context, metadata_for,
                                      open_multipart_keys, parse_metadata)
 from gateway.proxy.context import Gateway
-from gateway.proxy.headers import client_response_headers, forwardable_request_headers
+from gateway.proxy.headers import CLIENT_SSE_HEADERS, client_response_headers, forwardable_request_headers
 from gateway.proxy.objectreader import ObjectReader
 from gateway.proxy.passthrough import read_control_body
 from gateway.proxy.responses import result_document, sse_headers
@@ -50,15 +50,18 @@ async def copy_object(gw: Gateway, request: web.Request, target: Target, verifie
     directive = metadata_directive(request.headers.get("x-amz-metadata-directive"))
     await read_control_body(request, verified)
     headers = {name: value for name, value in forwardable_request_headers(request.headers.items()).items()
-               if not name.startswith("x-amz-copy-source") and name != "x-amz-metadata-directive"}
+               if not name.startswith("x-amz-copy-source") and name != "x-amz-metadata-directive"
+               and name not in CLIENT_SSE_HEADERS}
     if any(name.startswith("x-amz-server-side-encryption-customer-") for name in headers):
         raise errors.NotImplementedS3("SSE-C is not supported: the gateway encrypts objects itself.")
+    # Asking for encryption is a change S3 accepts for a copy onto itself (the copy re-wraps the data key anyway).
+    reencrypt = "x-amz-server-side-encryption" in request.headers
 
     head = await _head_source(gw, source, source_conditions(request.headers))
     envelope, wrapped = parse_metadata(envelope_fields(head))
     if directive == "COPY":
-        if (source.bucket, source.key, source.version_id) == (target.bucket, target.key, None) and not any(
-                name in headers for name in ("x-amz-storage-class", "x-amz-website-redirect-location")):
+        if (source.bucket, source.key, source.version_id) == (target.bucket, target.key, None) and not reencrypt \
+                and not any(name in headers for name in ("x-amz-storage-class", "x-amz-website-redirect-location")):
             raise errors.InvalidRequest(
                 "This copy request is illegal because it is trying to copy an object to itself without changing "
                 "the object's metadata, storage class, website redirect location or encryption attributes.")

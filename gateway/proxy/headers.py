@@ -13,6 +13,14 @@ _HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriz
 # The client's signature and body framing: meaningless once the gateway re-signs and re-frames the body.
 _CLIENT_AUTH = {"authorization", "x-amz-date", "x-amz-content-sha256", "x-amz-security-token", "date"}
 
+# Server-side encryption a client asks of S3 on a write (rclone with `server_side_encryption = aws:kms`, SDKs with
+# ServerSideEncryption): the object gets the gateway's envelope encryption under its own KMS key, which responses
+# report. The store is not asked to encrypt the ciphertext again: that is its bucket default encryption's business
+# (the operator's), and a client-named KMS key would need permissions the gateway's role need not have.
+CLIENT_SSE_HEADERS = frozenset({"x-amz-server-side-encryption", "x-amz-server-side-encryption-aws-kms-key-id",
+                                "x-amz-server-side-encryption-context",
+                                "x-amz-server-side-encryption-bucket-key-enabled"})
+
 # Response headers computed by the gateway for the plaintext view, or describing the stored ciphertext.
 _RESPONSE_DROP = _HOP_BY_HOP | {"content-range", "content-md5", "server", "date", "x-amz-request-id",
                                 "x-amz-server-side-encryption", "x-amz-server-side-encryption-aws-kms-key-id",
@@ -39,8 +47,10 @@ def forwardable_request_headers(headers: Iterable[tuple[str, str]]) -> dict[str,
 
 
 def object_write_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Headers for the upstream PutObject: the forwardable ones, refusing what the gateway cannot honour."""
-    out = forwardable_request_headers(headers)
+    """Headers for an upstream object write: the forwardable ones, refusing what the gateway cannot honour and
+    without the client's SSE request (the gateway's encryption answers it)."""
+    out = {name: value for name, value in forwardable_request_headers(headers).items()
+           if name not in CLIENT_SSE_HEADERS}
     if any(name.startswith("x-amz-server-side-encryption-customer-") for name in out):
         raise errors.NotImplementedS3("SSE-C is not supported: the gateway encrypts objects itself.")
     if "x-amz-copy-source" in out:

@@ -19,8 +19,12 @@ class Target:
     key: str | None
     raw_path: str                      # undecoded path as received (for the client's signature)
     raw_query: str                     # undecoded query as received (for the client's signature)
-    query: tuple[tuple[str, str], ...]  # decoded parameters to route on and forward (auth parameters removed)
+    query: tuple[tuple[str, str], ...]  # decoded parameters to route on and forward (auth parameters and
+    #                                     hoisted headers removed)
     virtual_hosted: bool = False       # the bucket came from the Host header
+    # x-amz-* headers a presigner moved into the query string (SigV2 presigners, aws-sdk-js v3): S3 reads them
+    # as headers, and so does the gateway, with every check it applies to headers.
+    hoisted_headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def query_map(self) -> dict[str, str]:
@@ -51,15 +55,17 @@ def _host_bucket(host: str, domains: Sequence[str]) -> str | None:
 def resolve(raw_target: str, host: str, virtual_host_domains: Sequence[str]) -> Target:
     """Split a request target (path?query, undecoded) into bucket, key and query."""
     raw_path, _, raw_query = raw_target.partition("?")
-    query = tuple((k, v) for k, v in parse_query(raw_query)
-                  if k.lower() not in _AUTH_QUERY and k.lower() not in _IGNORED_QUERY)
+    params = [(k, v) for k, v in parse_query(raw_query)
+              if k.lower() not in _AUTH_QUERY and k.lower() not in _IGNORED_QUERY]
+    query = tuple((k, v) for k, v in params if not k.lower().startswith("x-amz-"))
+    hoisted = tuple((k.lower(), v) for k, v in params if k.lower().startswith("x-amz-"))
     path = unquote(raw_path)
     bucket = _host_bucket(host, virtual_host_domains)
     if bucket is not None:
         key = path[1:] if path.startswith("/") else path
-        return Target(bucket, key or None, raw_path, raw_query, query, virtual_hosted=True)
+        return Target(bucket, key or None, raw_path, raw_query, query, virtual_hosted=True, hoisted_headers=hoisted)
     stripped = path[1:] if path.startswith("/") else path
     if not stripped:
-        return Target(None, None, raw_path, raw_query, query)
+        return Target(None, None, raw_path, raw_query, query, hoisted_headers=hoisted)
     bucket, sep, key = stripped.partition("/")
-    return Target(bucket, key if sep and key else None, raw_path, raw_query, query)
+    return Target(bucket, key if sep and key else None, raw_path, raw_query, query, hoisted_headers=hoisted)

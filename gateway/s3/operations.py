@@ -143,13 +143,6 @@ def _not_allowed(method: str, resource_type: str, bucket: str | None, key: str |
     return _refuse("Unknown", bucket, key, errors.MethodNotAllowed(Method=method, ResourceType=resource_type))
 
 
-def _hoisted(name: str) -> bool:
-    # Presigners (aws-sdk-js v3, for one) move signed x-amz-* headers into the query string. S3 reads them as
-    # headers. Harmless on reads; on writes they could carry what the gateway refuses in headers (reserved
-    # metadata, checksums over plaintext, x-amz-copy-source) past its checks, so writes refuse them.
-    return name.lower().startswith("x-amz-")
-
-
 def _header(headers: Mapping[str, str], wanted: str) -> str | None:
     for name, value in headers.items():
         if name.lower() == wanted:
@@ -177,36 +170,21 @@ def classify(method: str, bucket: str | None, key: str | None, query: Mapping[st
     return _object(method, bucket, key, query, headers)
 
 
-def _check_hoisted(method: str, query: Mapping[str, str], bucket: str | None, key: str | None
-                   ) -> Operation | None:
-    if method in ("GET", "HEAD"):
-        return None
-    for name in query:
-        if _hoisted(name):
-            return _refuse("Unknown", bucket, key, errors.NotImplementedS3(
-                f"Request headers in the query string ({name}) are not supported for this request; send them "
-                "as headers."))
-    return None
-
-
 def _service(method: str, query: Mapping[str, str]) -> Operation:
     if method != "GET":
         return _not_allowed(method, "SERVICE", None, None)
     for name in query:
-        if name not in _SERVICE_PARAMS and not _hoisted(name):
+        if name not in _SERVICE_PARAMS:
             return _unsupported_parameter(name, None, None)
     return Operation("ListBuckets", Handling.PASS_THROUGH, None, None)
 
 
 def _bucket(method: str, bucket: str, query: Mapping[str, str]) -> Operation:
-    refused = _check_hoisted(method, query, bucket, None)
-    if refused is not None:
-        return refused
     subresources = []
     for name in query:
         if name in _BUCKET_SUBRESOURCES or name in _BUCKET_REFUSED or name == "versions":
             subresources.append(name)
-        elif name not in _BUCKET_PARAMS and not _hoisted(name):
+        elif name not in _BUCKET_PARAMS:
             return _unsupported_parameter(name, bucket, None)
     if len(subresources) > 1:
         return _refuse("Unknown", bucket, None, errors.NotImplementedS3(
@@ -253,14 +231,11 @@ def _bucket(method: str, bucket: str, query: Mapping[str, str]) -> Operation:
 
 def _object(method: str, bucket: str, key: str, query: Mapping[str, str], headers: Mapping[str, str]
             ) -> Operation:
-    refused = _check_hoisted(method, query, bucket, key)
-    if refused is not None:
-        return refused
     subresources = []
     for name in query:
         if name in _OBJECT_SUBRESOURCES or name in _OBJECT_REFUSED or name in _OBJECT_MULTIPART:
             subresources.append(name)
-        elif not (name in _OBJECT_PARAMS or name.startswith(_RESPONSE_OVERRIDE) or _hoisted(name)):
+        elif not (name in _OBJECT_PARAMS or name.startswith(_RESPONSE_OVERRIDE)):
             return _unsupported_parameter(name, bucket, key)
     if len(subresources) > 1:
         return _refuse("Unknown", bucket, key, errors.NotImplementedS3(

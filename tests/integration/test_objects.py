@@ -224,3 +224,19 @@ def test_bucket_operations_pass_through(s3, stack):
     s3.delete_bucket_tagging(Bucket=bucket)
     s3.delete_bucket(Bucket=bucket)
     assert bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+def test_client_sse_requests_are_answered_by_the_gateway(s3, stack, store):
+    """rclone's `server_side_encryption = aws:kms` and SDKs' ServerSideEncryption ask S3 to encrypt: the gateway's
+    own envelope (under its KMS key, as responses say) answers that; the store is not asked to encrypt again."""
+    key = f"sse/{uuid.uuid4().hex}"
+    put = s3.put_object(Bucket=stack.bucket, Key=key, Body=b"asked for sse", ServerSideEncryption="aws:kms",
+                        SSEKMSKeyId="alias/some-other-key", BucketKeyEnabled=True)
+    assert put["ServerSideEncryption"] == "aws:kms" and put["SSEKMSKeyId"] == stack.key_arn
+    assert "ServerSideEncryption" not in store.head_object(Bucket=stack.bucket, Key=key)
+    # Asking for encryption makes a copy onto itself legal, as in S3.
+    s3.copy_object(Bucket=stack.bucket, Key=key, CopySource={"Bucket": stack.bucket, "Key": key},
+                   ServerSideEncryption="aws:kms")
+    assert s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read() == b"asked for sse"
+    mp = s3.create_multipart_upload(Bucket=stack.bucket, Key=key + "-mp", ServerSideEncryption="AES256")
+    s3.abort_multipart_upload(Bucket=stack.bucket, Key=key + "-mp", UploadId=mp["UploadId"])

@@ -34,3 +34,10 @@ def test_virtual_hosted_style():
 def test_presigned_auth_parameters_are_not_routed_on():
     t = resolve("/b/k?X-Amz-Signature=abc&X-Amz-Credential=x&versionId=3&x-id=GetObject", "h", [])
     assert t.query == (("versionId", "3"),)
+
+
+def test_hoisted_headers_are_split_off_the_query():
+    t = resolve("/b/k?X-Amz-Meta-Owner=alice&versionId=3&x-amz-checksum-mode=ENABLED&X-Amz-Signature=s",
+                "127.0.0.1:8080", [])
+    assert t.query == (("versionId", "3"),)
+    assert t.hoisted_headers == (("x-amz-meta-owner", "alice"), ("x-amz-checksum-mode", "ENABLED"))
