@@ -36,7 +36,7 @@ from pydantic_core import PydanticCustomError, core_schema
 from gateway.s3.access import ACCESS_WORDS, BucketPolicy
 
 __all__ = ["ConfigError", "HostPort", "TLS", "Upstream", "KMS", "KeyCache", "KMSRetry", "KMSBreaker",
-           "BucketKeySettings", "Client", "Crypto", "Settings", "load_settings", "redacted_dict",
+           "BucketKeySettings", "KeyRuleSettings", "SecondaryKMS", "Client", "Crypto", "Settings", "load_settings", "redacted_dict",
            "effective_cpu_count", "ENV_PREFIX"]
 
 ENV_PREFIX = "ENVELOPE_"
@@ -346,23 +346,52 @@ class BucketKeySettings(_Section):
         return value
 
 
+def _check_key_id(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise _invalid("must not be empty (a key id, key ARN, alias/<name> or alias ARN)")
+    if any(c.isspace() for c in value):
+        raise _invalid("must not contain whitespace")
+    return value
+
+
+KeyId = Annotated[str, AfterValidator(_check_key_id)]
+
+
+class KeyRuleSettings(_Section):
+    """One rule of the master-key policy: objects of `bucket` (a name or pattern) under `prefix` get their data
+    keys from `key_id`. The longest matching prefix wins."""
+    bucket: str
+    prefix: str = ""
+    key_id: KeyId
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, value: str) -> str:
+        if not value.strip() or "/" in value:
+            raise _invalid("must be a bucket name or pattern (non-empty, no '/')")
+        return value
+
+
+class SecondaryKMS(_Service):
+    """A second KMS key (another region's replica, or another key): every new data key is also wrapped under it,
+    and reads fall back to it when the first KMS fails or times out."""
+    key_id: KeyId
+
+
 class KMS(_Service):
     """The KMS key that wraps every object's data key. Credentials: the AWS SDK's default chain."""
-    key_id: str
+    key_id: KeyId
+    # Which master key encrypts which bucket/prefix (longest prefix wins; key_id is the default).
+    key_policy: list[KeyRuleSettings] = Field(default_factory=list)
+    # More keys to accept when reading (e.g. the previous key while `envelope-gateway rewrap` moves objects away
+    # from it); never used to write.
+    decrypt_key_ids: list[KeyId] = Field(default_factory=list)
+    secondary: SecondaryKMS | None = None
     cache: KeyCache = Field(default_factory=KeyCache)
     retry: KMSRetry = Field(default_factory=KMSRetry)
     breaker: KMSBreaker = Field(default_factory=KMSBreaker)
     bucket_keys: BucketKeySettings | None = None
-
-    @field_validator("key_id")
-    @classmethod
-    def _key_id(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise _invalid("must not be empty (a key id, key ARN, alias/<name> or alias ARN)")
-        if any(c.isspace() for c in value):
-            raise _invalid("must not contain whitespace")
-        return value
 
 
 class Client(_Section):

@@ -17,7 +17,9 @@ from gateway.config import Settings, effective_cpu_count
 from gateway.keys.bucketkeys import BucketKeyPolicy, BucketKeys
 from gateway.keys.breaker import Breaker
 from gateway.keys.cache import CacheLimits
-from gateway.keys.kms import KeyService
+from gateway.keys.endpoint import KmsEndpoint
+from gateway.keys.kms import KeyService, Secondary
+from gateway.keys.policy import KeyRule, MasterKeyPolicy
 from gateway.keys.retry import RetryPolicy
 from gateway.observability.admin import build_admin_app
 from gateway.observability.metrics import Metrics
@@ -89,23 +91,28 @@ async def run(settings: Settings, overrides: Overrides | None = None,
                         read_timeout_seconds=settings.upstream.read_timeout_seconds,
                         send_buffer_bytes=settings.socket_send_buffer_bytes)
     kms = settings.kms
-    keys = KeyService(kms.key_id, metrics,
-                      endpoint_url=str(kms.endpoint).rstrip("/") if kms.endpoint else None,
-                      region=_region(kms.region or settings.upstream.region),
-                      session=overrides.kms_session,
-                      cache=CacheLimits(kms.cache.ttl_seconds, kms.cache.max_entries, kms.cache.max_bytes,
-                                        kms.cache.max_uses),
-                      retry=RetryPolicy(kms.retry.deadline_seconds, kms.retry.base_delay_seconds,
-                                        kms.retry.max_delay_seconds),
-                      breaker=Breaker(kms.breaker.failure_threshold, kms.breaker.open_seconds),
-                      bucket_keys=BucketKeys(BucketKeyPolicy(tuple(kms.bucket_keys.buckets),
-                                                             kms.bucket_keys.max_age_seconds,
-                                                             kms.bucket_keys.max_objects))
-                      if kms.bucket_keys else None)
+
+    def endpoint(url: str | None, region: str | None, primary: bool) -> KmsEndpoint:
+        return KmsEndpoint(metrics, endpoint_url=str(url).rstrip("/") if url else None,
+                           region=_region(region or settings.upstream.region), session=overrides.kms_session,
+                           retry=RetryPolicy(kms.retry.deadline_seconds, kms.retry.base_delay_seconds,
+                                             kms.retry.max_delay_seconds),
+                           breaker=Breaker(kms.breaker.failure_threshold, kms.breaker.open_seconds),
+                           reports_breaker=primary)
+    keys = KeyService(
+        MasterKeyPolicy(kms.key_id, tuple(KeyRule(r.bucket, r.prefix, r.key_id) for r in kms.key_policy)), metrics,
+        endpoint(kms.endpoint, kms.region, primary=True),
+        cache=CacheLimits(kms.cache.ttl_seconds, kms.cache.max_entries, kms.cache.max_bytes, kms.cache.max_uses),
+        decrypt_key_ids=tuple(kms.decrypt_key_ids),
+        secondary=Secondary(kms.secondary.key_id, endpoint(kms.secondary.endpoint, kms.secondary.region,
+                                                           primary=False)) if kms.secondary else None,
+        bucket_keys=BucketKeys(BucketKeyPolicy(tuple(kms.bucket_keys.buckets), kms.bucket_keys.max_age_seconds,
+                                               kms.bucket_keys.max_objects)) if kms.bucket_keys else None)
     pool = CryptoPool(settings.crypto.workers or effective_cpu_count(), metrics)
     gw = Gateway(upstream=upstream, keys=keys, pool=pool, metrics=metrics, uploads=UploadStates(upstream, keys),
                  client_secrets={c.access_key_id: c.secret_access_key.get_secret_value() for c in settings.clients},
                  client_policies={c.access_key_id: c.bucket_policy() for c in settings.clients},
+                 wrapped_copies=2 if kms.secondary else 1,
                  virtual_host_domains=tuple(settings.virtual_host_domains),
                  batch_bytes=settings.crypto.batch_bytes,
                  inflight_batches=settings.crypto.inflight_batches_per_request,

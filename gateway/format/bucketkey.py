@@ -46,6 +46,11 @@ def dek_info(bucket: str, key: str) -> bytes:
             + struct.pack(">H", len(encoded_key)) + encoded_key)
 
 
+def new_object_salt() -> bytes:
+    """salt_o: 32 bytes from a CSPRNG, fresh for every object."""
+    return secrets.token_bytes(OBJECT_SALT_SIZE_BYTES)
+
+
 def derive_dek(bucket_key: bytes | bytearray, salt: bytes, bucket: str, key: str) -> bytes:
     """The object's DEK: HKDF-SHA256(IKM = bucket key, salt = the object's salt, info = dek_info, L = 32)."""
     if len(bucket_key) != BUCKET_KEY_SIZE_BYTES or len(salt) != OBJECT_SALT_SIZE_BYTES:
@@ -59,10 +64,6 @@ class BucketKeyBlob:
     CiphertextBlob (the rest, non-empty)."""
     salt: bytes
     wrapped_bucket_key: bytes
-
-    @classmethod
-    def fresh(cls, wrapped_bucket_key: bytes) -> BucketKeyBlob:
-        return cls(secrets.token_bytes(OBJECT_SALT_SIZE_BYTES), wrapped_bucket_key)
 
     def encode(self) -> bytes:
         return bytes([BLOB_VERSION]) + self.salt + self.wrapped_bucket_key

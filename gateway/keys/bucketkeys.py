@@ -14,11 +14,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from gateway.format.bucketkey import SCHEME_BUCKET_KEY, BucketKeyBlob, derive_dek
+from gateway.format.bucketkey import SCHEME_BUCKET_KEY, BucketKeyBlob, derive_dek, new_object_salt
 from gateway.format.envelope import WrappedKey
 
-# (plaintext bucket key, its KMS CiphertextBlob, the ARN of the KMS key that wrapped it)
-NewBucketKey = Callable[[], Awaitable[tuple[bytes, bytes, str]]]
+# (plaintext bucket key, [(its KMS CiphertextBlob, the ARN of the KMS key that wrapped it), …]): one copy per KMS
+# key it is wrapped under (the master key, and a second KMS key if there is one).
+NewBucketKey = Callable[[], Awaitable[tuple[bytes, list[tuple[bytes, str]]]]]
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,11 @@ class BucketKeyPolicy:
 
 
 class _BucketKey:
-    __slots__ = ("secret", "wrapped", "arn", "created", "objects")
+    __slots__ = ("secret", "copies", "created", "objects")
 
-    def __init__(self, secret: bytes, wrapped: bytes, arn: str, created: float) -> None:
+    def __init__(self, secret: bytes, copies: list[tuple[bytes, str]], created: float) -> None:
         self.secret = bytearray(secret)
-        self.wrapped, self.arn, self.created, self.objects = wrapped, arn, created, 0
+        self.copies, self.created, self.objects = copies, created, 0
 
     def usable(self, now: float, policy: BucketKeyPolicy) -> bool:
         return now - self.created < policy.max_age_seconds and self.objects < policy.max_objects
@@ -46,35 +47,39 @@ class _BucketKey:
         self.secret[:] = bytes(len(self.secret))
 
     def __repr__(self) -> str:
-        return f"_BucketKey(arn={self.arn!r}, objects={self.objects})"
+        return f"_BucketKey(arns={[arn for _, arn in self.copies]!r}, objects={self.objects})"
 
 
 class BucketKeys:
     def __init__(self, policy: BucketKeyPolicy, clock: Callable[[], float] = time.monotonic) -> None:
         self.policy = policy
         self._clock = clock
-        self._current: dict[str, _BucketKey] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._current: dict[tuple[str, str], _BucketKey] = {}  # by (bucket, master key id)
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     def applies(self, bucket: str) -> bool:
         return self.policy.applies(bucket)
 
-    async def issue(self, bucket: str, key: str, new_bucket_key: NewBucketKey) -> tuple[bytes, WrappedKey]:
-        """A fresh DEK for object (bucket, key) and its `kms-bucket-key` entry; at most one KMS call per bucket
-        key (concurrent writers wait for the one renewing it)."""
-        current = self._current.get(bucket)
+    async def issue(self, bucket: str, key: str, master_key_id: str, new_bucket_key: NewBucketKey
+                    ) -> tuple[bytes, list[WrappedKey]]:
+        """A fresh DEK for object (bucket, key) and its `kms-bucket-key` entries (one per KMS key the bucket key is
+        wrapped under, all with the object's salt); one bucket key per bucket and master key, and at most one KMS
+        call per bucket key (concurrent writers wait for the one renewing it)."""
+        slot = (bucket, master_key_id)
+        current = self._current.get(slot)
         if current is None or not current.usable(self._clock(), self.policy):
-            async with self._locks.setdefault(bucket, asyncio.Lock()):
-                current = self._current.get(bucket)
+            async with self._locks.setdefault(slot, asyncio.Lock()):
+                current = self._current.get(slot)
                 if current is None or not current.usable(self._clock(), self.policy):
-                    secret, wrapped, arn = await new_bucket_key()
+                    secret, copies = await new_bucket_key()
                     if current is not None:
                         current.zero()
-                    current = self._current[bucket] = _BucketKey(secret, wrapped, arn, self._clock())
+                    current = self._current[slot] = _BucketKey(secret, copies, self._clock())
         current.objects += 1
-        blob = BucketKeyBlob.fresh(current.wrapped)
-        dek = derive_dek(current.secret, blob.salt, bucket, key)
-        return dek, WrappedKey(SCHEME_BUCKET_KEY, current.arn, blob.encode())
+        salt = new_object_salt()
+        dek = derive_dek(current.secret, salt, bucket, key)
+        return dek, [WrappedKey(SCHEME_BUCKET_KEY, arn, BucketKeyBlob(salt, wrapped).encode())
+                     for wrapped, arn in current.copies]
 
     def close(self) -> None:
         for current in self._current.values():

@@ -47,6 +47,9 @@ class Metrics:
         self.kms_breaker_rejections = Counter("envelope_kms_breaker_rejections_total",
                                               "Key operations refused without calling KMS: the breaker was open.",
                                               ["operation"], registry=r)
+        self.kms_fallbacks = Counter("envelope_kms_fallbacks_total",
+                                     "Data keys read from the object's copy under the second KMS key because the "
+                                     "first KMS failed or timed out.", ["operation"], registry=r)
         self.dek_cache_hits = Counter("envelope_dek_cache_hits_total",
                                       "Data keys served from the DEK cache (no KMS call).", registry=r)
         self.dek_cache_misses = Counter("envelope_dek_cache_misses_total",

@@ -28,6 +28,7 @@ class Gateway:
     batch_bytes: int = 1 << 20
     inflight_batches: int = 4
     max_skew_seconds: int = 900
+    wrapped_copies: int = 1  # KMS-wrapped copies of each data key in an object's metadata (2 with kms.secondary)
     ready: bool = False
     inflight: int = 0  # S3 requests being handled, for draining at shutdown
 

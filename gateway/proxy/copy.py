@@ -22,7 +22,7 @@ from gateway.proxy.headers import CLIENT_SSE_HEADERS, client_response_headers, f
 from gateway.proxy.objectreader import ObjectReader
 from gateway.proxy.passthrough import read_control_body
 from gateway.proxy.responses import result_document, sse_headers
-from gateway.proxy.upload import RESERVED_METADATA_BYTES
+from gateway.proxy.upload import reserved_metadata_bytes
 from gateway.proxy.uploadstate import is_reserved_key
 from gateway.s3.addressing import Target
 from gateway.s3.copy import CopySource, metadata_directive, parse_copy_source, source_conditions
@@ -71,10 +71,10 @@ async def copy_object(gw: Gateway, request: web.Request, target: Target, verifie
                         if (name.lower().startswith(META_PREFIX) and not name.lower().startswith(RESERVED_PREFIX))
                         or name.lower() in _COPIED_HEADERS})
     else:
-        check_client_metadata(request.headers, reserved_bytes=RESERVED_METADATA_BYTES)
+        check_client_metadata(request.headers, reserved_bytes=reserved_metadata_bytes(gw))
     rewrapped = await gw.keys.rewrap(wrapped, encryption_context(source.bucket, source.key),
                                      encryption_context(target.bucket, target.key), verified.access_key_id)
-    for name, value in metadata_for(envelope, [rewrapped]).items():
+    for name, value in metadata_for(envelope, rewrapped).items():
         headers["x-amz-meta-" + name] = value
 
     etag = head.get("ETag", "")
@@ -89,7 +89,7 @@ async def copy_object(gw: Gateway, request: web.Request, target: Target, verifie
         failed, body, out = await result_document(response, "CopyObject response")
         if failed is not None:
             return failed
-    out.update(sse_headers(rewrapped.key_id))
+    out.update(sse_headers(rewrapped[0].key_id))
     if source.version_id:
         out["x-amz-copy-source-version-id"] = source.version_id
     return web.Response(status=200, body=body, headers={**out, "Content-Type": "application/xml"})

@@ -39,7 +39,7 @@ class Readiness:
         try:
             dek, wrapped = await self._gw.keys.generate(_PROBE_CONTEXT, _PROBE_PRINCIPAL)
             # Past the DEK cache: the probe is about KMS answering now.
-            unwrapped = await self._gw.keys.unwrap([wrapped], _PROBE_CONTEXT, _PROBE_PRINCIPAL, use_cache=False)
+            unwrapped = await self._gw.keys.unwrap(wrapped, _PROBE_CONTEXT, _PROBE_PRINCIPAL, use_cache=False)
             if unwrapped != dek:
                 log.warning("readiness: KMS returned a different data key than it generated")
                 return False

@@ -29,7 +29,7 @@ from gateway.proxy.headers import client_response_headers, forwardable_request_h
 from gateway.proxy.objectreader import ObjectReader, PlaintextBody, UpstreamAnswer
 from gateway.proxy.passthrough import read_control_body
 from gateway.proxy.responses import relay_upstream_error, result_document, sse_headers
-from gateway.proxy.upload import (MAX_SINGLE_PUT_PLAINTEXT_BYTES, MAX_STORED_PUT_BYTES, RESERVED_METADATA_BYTES,
+from gateway.proxy.upload import (MAX_SINGLE_PUT_PLAINTEXT_BYTES, MAX_STORED_PUT_BYTES, reserved_metadata_bytes,
                                   seal_client_body, send_sealed)
 from gateway.proxy.uploadstate import PartRecord, UploadState, is_reserved_key, stash_key
 from gateway.s3.addressing import Target
@@ -72,7 +72,7 @@ def _part_number(target: Target) -> int:
 async def create_multipart_upload(gw: Gateway, request: web.Request, target: Target,
                                   verified: VerifiedRequest) -> web.Response:
     assert target.bucket is not None and target.key is not None
-    check_client_metadata(request.headers, reserved_bytes=RESERVED_METADATA_BYTES)
+    check_client_metadata(request.headers, reserved_bytes=reserved_metadata_bytes(gw))
     await read_control_body(request, verified)
     headers = object_write_headers(request.headers.items())
     # One DEK per upload: every part's key is derived from it. Its wrapped copy and the header go into the
@@ -80,7 +80,7 @@ async def create_multipart_upload(gw: Gateway, request: web.Request, target: Tar
     dek, wrapped = await gw.keys.generate(encryption_context(target.bucket, target.key), verified.access_key_id)
     header, _ = new_multipart_keys(dek)
     del dek
-    for name, value in metadata_for(header, [wrapped]).items():
+    for name, value in metadata_for(header, wrapped).items():
         headers["x-amz-meta-" + name] = value
     response = await gw.upstream.request("POST", target.bucket, target.key, target.query, headers, body=b"")
     async with response:
@@ -90,11 +90,11 @@ async def create_multipart_upload(gw: Gateway, request: web.Request, target: Tar
         out = client_response_headers(response.headers)
     upload_id = parse_upload_id(body)
     try:
-        await gw.uploads.save(target.bucket, UploadState(target.key, upload_id, header, [wrapped]))
+        await gw.uploads.save(target.bucket, UploadState(target.key, upload_id, header, wrapped))
     except errors.S3Error:
         await _abort_upstream(gw, target.bucket, target.key, upload_id)
         raise
-    out.update(sse_headers(wrapped.key_id))
+    out.update(sse_headers(wrapped[0].key_id))
     return web.Response(status=200, body=body, headers=out)
 
 

@@ -28,8 +28,14 @@ from gateway.s3.addressing import Target
 from gateway.s3.metadata import check_client_metadata
 from gateway.s3.sigv4 import VerifiedRequest
 
-# What the gateway's own metadata costs of S3's 2 KB user-metadata budget (header + one KMS-wrapped key).
-RESERVED_METADATA_BYTES = 600
+# What the gateway's own metadata costs of S3's 2 KB user-metadata budget: the header entry, and each KMS-wrapped
+# copy of the data key (two with a second KMS key: gw.wrapped_copies).
+HEADER_METADATA_BYTES = 150
+WRAPPED_COPY_METADATA_BYTES = 450
+
+
+def reserved_metadata_bytes(gw: Gateway) -> int:
+    return HEADER_METADATA_BYTES + WRAPPED_COPY_METADATA_BYTES * gw.wrapped_copies
 # S3 stores at most 5 GiB in one PUT (and in one part). The gateway's tags must fit in that too.
 MAX_STORED_PUT_BYTES = 5 * 1024**3
 MAX_SINGLE_PUT_PLAINTEXT_BYTES = largest_plaintext_within(MAX_STORED_PUT_BYTES)
@@ -159,7 +165,7 @@ async def send_sealed(gw: Gateway, sealed: SealedBody, bucket: str, key: str, qu
 
 async def put_object(gw: Gateway, request: web.Request, target: Target, verified: VerifiedRequest) -> web.Response:
     assert target.bucket is not None and target.key is not None
-    check_client_metadata(request.headers, reserved_bytes=RESERVED_METADATA_BYTES)
+    check_client_metadata(request.headers, reserved_bytes=reserved_metadata_bytes(gw))
     headers = object_write_headers(request.headers.items())
     body = ClientBody(request, verified)
     if body.length > MAX_SINGLE_PUT_PLAINTEXT_BYTES:
@@ -167,7 +173,7 @@ async def put_object(gw: Gateway, request: web.Request, target: Target, verified
     dek, wrapped = await gw.keys.generate(encryption_context(target.bucket, target.key), verified.access_key_id)
     envelope, object_key = new_object_key(dek)
     del dek  # only the derived object key is needed from here on
-    for name, value in metadata_for(envelope, [wrapped]).items():
+    for name, value in metadata_for(envelope, wrapped).items():
         headers["x-amz-meta-" + name] = value
     sealed = await seal_client_body(gw, body, object_key)
     response = await send_sealed(gw, sealed, target.bucket, target.key, target.query, headers)
@@ -176,7 +182,7 @@ async def put_object(gw: Gateway, request: web.Request, target: Target, verified
             return await relay_upstream_error(response)
         out = {name: response.headers[name] for name in ("ETag", "x-amz-version-id") if name in response.headers}
         out.update(sealed.state.echo_headers)
-        out.update(sse_headers(wrapped.key_id))
+        out.update(sse_headers(wrapped[0].key_id))
         return web.Response(status=200, headers=out)
 
 

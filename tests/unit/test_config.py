@@ -257,7 +257,7 @@ def test_many_problems_with_paths(tmp_path: Path) -> None:
     assert any(re.fullmatch(r"tls\.cert_file: file not found: .*missing-cert\.pem", p) for p in problems)
     assert "tls.key_file: field required" in problems
     assert "clients[0].secret_access_key: field required" in problems
-    assert "endpoint: unknown setting here; did you mean upstream.endpoint or kms.endpoint?" in problems
+    assert "endpoint: unknown setting here; did you mean upstream.endpoint or kms.endpoint or kms.secondary.endpoint?" in problems
     assert "crypto.batch_bytes: must be a multiple of 65536 (64 KiB, the segment size)" in problems
 
 
@@ -296,7 +296,8 @@ def test_redacted_dict(tmp_path: Path) -> None:
     assert data["clients"] == [{"access_key_id": "AKIAIOSFODNN7EXAMPLE", "secret_access_key": "***",
                                 "buckets": None}]
     assert data["listen"] == "[::1]:8443" and data["admin_listen"] == "127.0.0.1:9090"
-    assert data["kms"] == {"key_id": "alias/envelope", "endpoint": None, "region": None,
+    assert data["kms"] == {"key_id": "alias/envelope", "endpoint": None, "region": None, "key_policy": [],
+                           "decrypt_key_ids": [], "secondary": None,
                            "cache": {"ttl_seconds": 300, "max_entries": 10000, "max_bytes": 16777216,
                                      "max_uses": 100000},
                            "retry": {"deadline_seconds": 5, "base_delay_seconds": 0.05, "max_delay_seconds": 1},
@@ -608,3 +609,18 @@ def test_bucket_keys(tmp_path: Path) -> None:
         "kms.bucket_keys.buckets: list should have at least 1 item after validation, not 0",
         "kms.bucket_keys.max_age_seconds: input should be greater than 0",
         "kms.bucket_keys.max_objects: input should be greater than or equal to 1"]
+
+
+def test_master_key_policy_and_secondary(tmp_path: Path) -> None:
+    kms = {"key_id": "alias/envelope", "decrypt_key_ids": ["alias/old"],
+           "key_policy": [{"bucket": "finance", "prefix": "payroll/", "key_id": "alias/payroll"},
+                          {"bucket": "logs-*", "key_id": "alias/logs"}],
+           "secondary": {"key_id": "arn:aws:kms:eu-west-1:111122223333:key/mrk-1", "region": "eu-west-1"}}
+    settings = load_settings(write_yaml(tmp_path, {**MINIMAL, "kms": kms}), environ={})
+    assert settings.kms.key_policy[1].prefix == "" and settings.kms.secondary.region == "eu-west-1"
+    kms["key_policy"] = [{"bucket": "a/b", "key_id": " "}]
+    kms["secondary"] = {"region": "eu-west-1"}
+    assert problems_of(write_yaml(tmp_path, {**MINIMAL, "kms": kms})) == [
+        "kms.key_policy[0].bucket: must be a bucket name or pattern (non-empty, no '/')",
+        "kms.key_policy[0].key_id: must not be empty (a key id, key ARN, alias/<name> or alias ARN)",
+        "kms.secondary.key_id: field required"]

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from gateway import errors
 from gateway.keys.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
-from gateway.keys.kms import _outcome, kms_error
+from gateway.keys.endpoint import _outcome, kms_error
 from gateway.keys.retry import RetryPolicy
 
 POLICY = RetryPolicy(deadline_seconds=5, base_delay_seconds=0.05, max_delay_seconds=1)
