@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
-from collections.abc import Mapping
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -26,7 +25,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from gateway import errors
 from gateway.format.envelope import DEK_SIZE_BYTES, WrappedKey
-from gateway.s3.metadata import MAX_USER_METADATA
 
 SCHEME_RSA_OAEP = "rsa-oaep-sha256"
 MIN_RSA_BITS = 2048
@@ -150,20 +148,3 @@ class PartnerPrivateKey:
 def entry_for(recipient_key_id: str, wrapped: list[WrappedKey]) -> WrappedKey | None:
     """The object's entry for this recipient, if it has one (the first in index order)."""
     return next((w for w in wrapped if w.scheme == SCHEME_RSA_OAEP and w.key_id == recipient_key_id), None)
-
-
-def user_metadata_bytes(metadata: Mapping[str, str]) -> int:
-    """What S3 counts against its 2 KB limit: UTF-8 bytes of every user-metadata name and value."""
-    return sum(len(name.encode()) + len(value.encode()) for name, value in metadata.items())
-
-
-def check_metadata_budget(metadata: Mapping[str, str], name: str, entry: WrappedKey) -> None:
-    """MetadataTooLarge unless the object's user metadata (the client's and the envelope's) plus the entry
-    `name` = `entry` stays within S3's 2 KB: a share that does not fit is refused, never cut."""
-    now = user_metadata_bytes(metadata)
-    added = len(name) + len(entry.encode())
-    if now + added > MAX_USER_METADATA:
-        raise errors.MetadataTooLarge(
-            f"The partner's wrapped key ({added} bytes of metadata) does not fit: the object already has {now} "
-            f"bytes of user metadata and S3 allows {MAX_USER_METADATA} in all. Remove another partner's "
-            "entry, or use a smaller RSA key (docs/KEYS.md).")

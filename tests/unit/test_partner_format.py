@@ -18,10 +18,8 @@ from gateway.format.partner import (
     SCHEME_RSA_OAEP,
     PartnerPrivateKey,
     Recipient,
-    check_metadata_budget,
     entry_for,
     oaep_label,
-    user_metadata_bytes,
 )
 from gateway.format.signedshare import (
     ECDSA_SHA256,
@@ -141,18 +139,9 @@ def test_entry_for_picks_the_recipient_entry_among_others():
         == mine
 
 
-def test_metadata_budget_refuses_what_s3_would():
+def test_an_entry_costs_what_format_md_says():
     entry = Recipient(PRIVATE_2048.public_key()).wrap(DEK, "b", "k")
-    cost = len("envelope-key-1") + len(entry.encode())
-    assert cost == 423  # FORMAT.md §17.8
-    fits = {"x": "y" * (2048 - cost - 1)}  # name "x" + value: exactly 2048 with the entry
-    assert user_metadata_bytes(fits) + cost == 2048
-    check_metadata_budget(fits, "envelope-key-1", entry)
-    with pytest.raises(errors.MetadataTooLarge, match="does not fit"):
-        check_metadata_budget({"x": "y" * (2048 - cost)}, "envelope-key-1", entry)
-    # UTF-8 bytes count, not characters.
-    with pytest.raises(errors.MetadataTooLarge):
-        check_metadata_budget({"x": "é" * ((2048 - cost) // 2 + 1)}, "envelope-key-1", entry)
+    assert len("envelope-key-1") + len(entry.encode()) == 423  # FORMAT.md §17.8
 
 
 # --- statements and manifests -----------------------------------------------------------------------------------
