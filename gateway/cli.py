@@ -97,10 +97,13 @@ def _share(args: argparse.Namespace) -> int:
 
     def action() -> None:
         recipient = keyfiles.load_recipient(args.recipient)
-        kms = aws.client("kms", region=args.region, endpoint_url=args.kms_endpoint_url)
-        signer = None if args.signing_key_id is None else share.KmsSigner(kms, args.signing_key_id)
         s3 = aws.client("s3", region=args.region, endpoint_url=args.endpoint_url)
         keys = iter([args.key]) if args.key is not None else share.keys_under(s3, args.bucket, args.prefix)
+        if args.revoke:
+            share.revoke(s3, recipient, args.bucket, keys, skip_unencrypted=args.key is None)
+            return
+        kms = aws.client("kms", region=args.region, endpoint_url=args.kms_endpoint_url)
+        signer = None if args.signing_key_id is None else share.KmsSigner(kms, args.signing_key_id)
         records = share.share(s3, KmsUnwrapper(kms, args.kms_key_id), recipient, args.bucket, keys,
                               skip_unencrypted=args.key is None, signer=signer, with_records=args.manifest is not None)
         if args.manifest is not None:
@@ -189,7 +192,8 @@ _SHARE_DESCRIPTION = """\
 Give a partner the data keys of objects written through the gateway, wrapped for their RSA public key
 (RSA-OAEP SHA-256, 2048 to 4096 bits), as one more entry in each object's metadata (FORMAT.md §17). Needs KMS
 Decrypt on the gateway's key and s3:GetObject/PutObject/ListBucket on the store; no gateway. Sharing again with
-the same partner changes nothing. The partner then runs `envelope-gateway decrypt --private-key` offline.
+the same partner changes nothing; --revoke removes the partner's entries. The partner then runs
+`envelope-gateway decrypt --private-key` offline.
 
 With --signing-key-id (a KMS key with key usage SIGN_VERIFY: RSA, or ECC_NIST_P256), every object is signed
 with KMS Sign, and the signatures go into the --manifest file that you hand to the partner with
@@ -241,6 +245,8 @@ def _add_tools(commands: argparse._SubParsersAction) -> None:
     which.add_argument("--key", help="one object")
     which.add_argument("--prefix", help="every object under this prefix (others than the gateway's are skipped)")
     share.add_argument("--recipient", required=True, metavar="PEM", help="the partner's RSA public key")
+    share.add_argument("--revoke", action="store_true", help="remove the partner's entries instead (needs no KMS; "
+                                                             "a partner keeps data keys already unwrapped)")
     share.add_argument("--signing-key-id", metavar="KEY", default=os.environ.get("ENVELOPE_SHARE_SIGNING_KEY_ID"),
                        help="sign each share with this KMS asymmetric key (needs --manifest); default: "
                             "ENVELOPE_SHARE_SIGNING_KEY_ID")
@@ -319,7 +325,9 @@ def main(argv: list[str] | None = None) -> None:
             parser.error("decrypt: --verify-key verifies partner shares: it needs --private-key")
         if args.private_key is not None and args.kms_key_id is not None:
             parser.error("decrypt: --private-key and --kms-key-id exclude each other")
-    if args.command == "share" and args.signing_key_id is not None and args.manifest is None:
+    if args.command == "share" and args.revoke and args.manifest is not None:
+        parser.error("share: --revoke writes no manifest")
+    if args.command == "share" and not args.revoke and args.signing_key_id is not None and args.manifest is None:
         parser.error("share: a signing key needs --manifest FILE, where the signatures go")
     raise SystemExit(args.func(args))
 

@@ -4,14 +4,15 @@ key (FORMAT.md §17), optionally signed with a KMS asymmetric key, without a gat
 Per object: KMS unwraps the DEK (the owner's `kms` or `kms-bucket-key` copy, datakey.KmsUnwrapper), the key
 commitment is checked, the DEK is wrapped for the partner and added as one more `envelope-key-<i>` by an in-place
 metadata rewrite (rewrite.rewrite_envelope: same body, same ETag part count, conditional on the ETag). Sharing
-again with the same partner changes nothing. The share manifest lists what was shared and, with a signing key,
-carries each object's signature over what the partner will download (verify.observed_share).
+again with the same partner changes nothing; `share --revoke` removes the partner's entries. The share manifest
+lists what was shared and, with a signing key, carries each object's signature over what the partner will
+download (verify.observed_share).
 """
 from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -36,11 +37,12 @@ class KmsSigner:
 
     def __init__(self, kms: Any, key_id: str) -> None:
         self._kms = kms
-        self.arn = kms_call(kms.describe_key, KeyId=key_id)["KeyMetadata"]["Arn"]
+        metadata = kms_call(kms.describe_key, KeyId=key_id)["KeyMetadata"]
+        self.arn = metadata["Arn"]
+        # Checked first: KMS refuses GetPublicKey for a symmetric key with an error that says less.
+        if metadata.get("KeyUsage") != "SIGN_VERIFY":
+            raise errors.InvalidArgument(f"The KMS key {self.arn} cannot sign: its key usage is not SIGN_VERIFY.")
         response = kms_call(kms.get_public_key, KeyId=self.arn)
-        if response.get("KeyUsage") != "SIGN_VERIFY":
-            raise errors.InvalidArgument(f"The KMS key {self.arn} cannot sign: its key usage is "
-                                         f"{response.get('KeyUsage')}, not SIGN_VERIFY.")
         try:
             self.public_key = SignerPublicKey(serialization.load_der_public_key(response["PublicKey"]))
         except (ValueError, UnsupportedAlgorithm):
@@ -98,6 +100,19 @@ def add_partner_entry(s3: Any, owner: KmsUnwrapper, recipient: Recipient, bucket
     return outcome is Outcome.REWRITTEN
 
 
+def remove_partner_entry(s3: Any, recipient: Recipient, bucket: str, key: str) -> bool:
+    """Remove the object's entries for `recipient`; True if there were any. Revokes future access only: whoever
+    unwrapped the DEK before keeps it (docs/KEYS.md)."""
+    def update(header: Header, copies: list[WrappedKey]) -> list[WrappedKey] | None:
+        kept = [copy for copy in copies if entry_for(recipient.key_id, [copy]) is None]
+        return None if len(kept) == len(copies) else kept
+
+    outcome = rewrite_envelope(s3, bucket, key, update)
+    if outcome is Outcome.NOT_ENCRYPTED:
+        raise errors.NotEncrypted()
+    return outcome is Outcome.REWRITTEN
+
+
 def shared_object(s3: Any, recipient: Recipient, bucket: str, key: str, signer: KmsSigner | None) -> SharedObject:
     """The manifest's record of a shared object, as it is in the store now (its body read once, for the digest),
     signed when there is a signer."""
@@ -133,11 +148,27 @@ def share(s3: Any, owner: KmsUnwrapper, recipient: Recipient, bucket: str, keys:
     before it stay shared; running again is harmless). Objects not written through the gateway are skipped when
     `skip_unencrypted` (a prefix), an error otherwise."""
     records = []
+
+    def one(key: str) -> str:
+        added = add_partner_entry(s3, owner, recipient, bucket, key)
+        if with_records:
+            records.append(shared_object(s3, recipient, bucket, key, signer))
+        return "shared" if added else "already shared"
+
+    _each(bucket, keys, one, skip_unencrypted)
+    return records
+
+
+def revoke(s3: Any, recipient: Recipient, bucket: str, keys: Iterator[str], *, skip_unencrypted: bool) -> None:
+    """Remove the partner's entries from every key, as `share` adds them."""
+    _each(bucket, keys, lambda key: "revoked" if remove_partner_entry(s3, recipient, bucket, key) else "not shared",
+          skip_unencrypted)
+
+
+def _each(bucket: str, keys: Iterator[str], action: Callable[[str], str], skip_unencrypted: bool) -> None:
     for key in keys:
         try:
-            added = add_partner_entry(s3, owner, recipient, bucket, key)
-            if with_records:
-                records.append(shared_object(s3, recipient, bucket, key, signer))
+            done = action(key)
         except errors.NotEncrypted:
             if not skip_unencrypted:
                 raise errors.NotEncrypted(f"s3://{bucket}/{key} was not written through the gateway.") from None
@@ -146,5 +177,4 @@ def share(s3: Any, owner: KmsUnwrapper, recipient: Recipient, bucket: str, keys:
         except errors.S3Error as exc:
             exc.message = f"s3://{bucket}/{key}: {exc.message}"  # which object of a prefix failed
             raise
-        print(f"{'shared' if added else 'already shared'} s3://{bucket}/{key}", file=sys.stderr)
-    return records
+        print(f"{done} s3://{bucket}/{key}", file=sys.stderr)

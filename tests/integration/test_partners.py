@@ -364,3 +364,32 @@ def test_a_manifest_verified_with_another_key_is_refused(stack, keys, signed, tm
     result = _verified(stack, key, keys, manifest, other, outputs / "plain.bin")
     assert result.returncode == 1 and b"another key" in result.stderr, result.stderr
     _only(outputs)
+
+
+def test_revoking_removes_the_entry_and_only_it(stack, s3, store, keys, tmp_path):
+    key = f"partners/{uuid.uuid4().hex}/revoked"
+    s3.put_object(Bucket=stack.bucket, Key=key, Body=b"r" * 3000)
+    for bits in keys:
+        assert _share(stack, stack.bucket, key, keys[bits][1]).returncode == 0
+    result = _owner(stack, "share", "--revoke", "--bucket", stack.bucket, "--key", key, "--recipient",
+                    str(keys["2048"][1]), "--endpoint-url", stack.store_url)
+    assert result.returncode == 0 and b"revoked s3://" in result.stderr, result.stderr
+    assert [len(e.blob) for e in _entries(store, stack.bucket, key) if e.scheme == SCHEME_RSA_OAEP] == [512]
+    result = _decrypt(stack, stack.bucket, key, keys["2048"][0], tmp_path / "p")
+    assert result.returncode == 3, result.stderr
+    assert _decrypt(stack, stack.bucket, key, keys["4096"][0], tmp_path / "p").returncode == 0
+    assert s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read() == b"r" * 3000
+    again = _owner(stack, "share", "--revoke", "--bucket", stack.bucket, "--key", key, "--recipient",
+                   str(keys["2048"][1]), "--endpoint-url", stack.store_url)
+    assert again.returncode == 0 and b"not shared s3://" in again.stderr, again.stderr
+
+
+def test_a_key_that_cannot_sign_is_refused(stack, keys, tmp_path):
+    result = _owner(stack, "export-signing-key", "--key-id", stack.key_arn)  # the gateway's symmetric key
+    assert result.returncode == 2 and result.stdout == b"", result.stderr
+    assert b"cannot sign: its key usage is not SIGN_VERIFY" in result.stderr
+    key = f"partners/{uuid.uuid4().hex}/unsigned"
+    result = _share(stack, stack.bucket, key, keys["2048"][1], "--signing-key-id", stack.key_arn,
+                    "--manifest", str(tmp_path / "share.json"))
+    assert result.returncode == 2 and b"SIGN_VERIFY" in result.stderr, result.stderr
+    _only(tmp_path)
