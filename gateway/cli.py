@@ -1,8 +1,10 @@
-"""Command line: `envelope-gateway serve | dev | check-config | bench | decrypt | wrap | unwrap`."""
+"""Command line: `envelope-gateway serve | dev | check-config | bench | decrypt | wrap | unwrap | share |
+export-signing-key`."""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from contextlib import ExitStack
 
@@ -53,15 +55,21 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _decrypt(args: argparse.Namespace) -> int:
-    from gateway.tools import aws, sources
-    from gateway.tools.datakey import KmsUnwrapper
+    from gateway.tools import aws, keyfiles, sources
+    from gateway.tools.datakey import KmsUnwrapper, PartnerUnwrapper, Unwrapper
     from gateway.tools.decrypt import decrypt_object
     from gateway.tools.exits import run_tool
     from gateway.tools.output import plaintext_output
+    from gateway.tools.verify import verified_entry
 
     def action() -> None:
-        unwrappers = [KmsUnwrapper(aws.client("kms", region=args.region, endpoint_url=args.kms_endpoint_url),
-                                   args.kms_key_id)]
+        unwrappers: list[Unwrapper]
+        if args.private_key is not None:  # a partner: no KMS at all
+            private_key = keyfiles.load_private_key(args.private_key)
+            unwrappers = [PartnerUnwrapper(private_key)]
+        else:
+            unwrappers = [KmsUnwrapper(aws.client("kms", region=args.region, endpoint_url=args.kms_endpoint_url),
+                                       args.kms_key_id)]
         with ExitStack() as stack:
             if args.input is None:
                 s3 = aws.client("s3", region=args.region, endpoint_url=args.endpoint_url)
@@ -70,10 +78,54 @@ def _decrypt(args: argparse.Namespace) -> int:
             else:
                 head = sources.load_head_json(args.metadata)
                 body = stack.enter_context(sources.file_body(args.input))
+            if args.verify_key is not None:
+                # Before any output exists: a share that does not verify writes nothing (FORMAT.md §17.7).
+                entry = verified_entry(head, body, args.bucket, args.key, keyfiles.load_manifest(args.manifest),
+                                       keyfiles.load_signer_key(args.verify_key), private_key)
+                unwrappers = [PartnerUnwrapper(private_key, only=entry)]
             out = stack.enter_context(plaintext_output(args.out))
             decrypt_object(head, body, args.bucket, args.key, unwrappers, out.write)
 
     return run_tool("decrypt", action)
+
+
+def _share(args: argparse.Namespace) -> int:
+    from gateway.format.signedshare import Manifest
+    from gateway.tools import aws, keyfiles, share
+    from gateway.tools.datakey import KmsUnwrapper
+    from gateway.tools.exits import run_tool
+
+    def action() -> None:
+        recipient = keyfiles.load_recipient(args.recipient)
+        s3 = aws.client("s3", region=args.region, endpoint_url=args.endpoint_url)
+        keys = iter([args.key]) if args.key is not None else share.keys_under(s3, args.bucket, args.prefix)
+        if args.revoke:
+            share.revoke(s3, recipient, args.bucket, keys, skip_unencrypted=args.key is None)
+            return
+        kms = aws.client("kms", region=args.region, endpoint_url=args.kms_endpoint_url)
+        signer = None if args.signing_key_id is None else share.KmsSigner(kms, args.signing_key_id)
+        records = share.share(s3, KmsUnwrapper(kms, args.kms_key_id), recipient, args.bucket, keys,
+                              skip_unencrypted=args.key is None, signer=signer, with_records=args.manifest is not None)
+        if args.manifest is not None:
+            keyfiles.write_manifest(args.manifest, Manifest(recipient.key_id, signer and signer.signer(),
+                                                            tuple(records)))
+
+    return run_tool("share", action)
+
+
+def _export_signing_key(args: argparse.Namespace) -> int:
+    from gateway.tools import aws
+    from gateway.tools.exits import run_tool
+    from gateway.tools.output import plaintext_output
+    from gateway.tools.share import KmsSigner
+
+    def action() -> None:
+        signer = KmsSigner(aws.client("kms", region=args.region, endpoint_url=args.kms_endpoint_url), args.key_id)
+        with plaintext_output(args.out) as out:
+            out.write(signer.public_pem().encode("ascii"))
+        print(f"{signer.arn}: {signer.public_key.algorithm}, key id {signer.public_key.key_id}", file=sys.stderr)
+
+    return run_tool("export-signing-key", action)
 
 
 def _wrap(args: argparse.Namespace) -> int:
@@ -116,7 +168,13 @@ From files:       decrypt --in BODY --metadata head.json --bucket B --key K --ou
 --bucket and --key are always needed: each object's data key is wrapped by KMS under an encryption context that
 names the bucket and key the object was written under, and KMS refuses any other name.
 
-exit codes: 0 done; 1 integrity failure (tampered, truncated or swapped ciphertext, or the wrong bucket/key);
+A partner (an object shared with `envelope-gateway share`) adds --private-key partner-key.pem and needs no KMS;
+with a signed share also --verify-key signer.pem --manifest share.json: the signature is verified over what was
+downloaded before anything is decrypted. An encrypted private key's passphrase comes from
+ENVELOPE_PRIVATE_KEY_PASSPHRASE, or is asked for on the terminal.
+
+exit codes: 0 done; 1 integrity failure (tampered, truncated or swapped ciphertext, the wrong bucket/key, or a
+share signature that is missing or does not verify);
 2 bad arguments or input files; 3 not decryptable by this version (not encrypted by the gateway, unknown format,
 no usable wrapped key); 4 KMS, the store or the local system failed (denied, unreachable, missing, changed)."""
 
@@ -130,10 +188,33 @@ exit codes: 0 done; 1 KMS refused to unwrap (another --context or --key-id, or a
 wrapped-form version; 4 KMS failed (denied, unreachable, unknown key)."""
 
 
+_SHARE_DESCRIPTION = """\
+Give a partner the data keys of objects written through the gateway, wrapped for their RSA public key
+(RSA-OAEP SHA-256, 2048 to 4096 bits), as one more entry in each object's metadata (FORMAT.md §17). Needs KMS
+Decrypt on the gateway's key and s3:GetObject/PutObject/ListBucket on the store; no gateway. Sharing again with
+the same partner changes nothing; --revoke removes the partner's entries. The partner then runs
+`envelope-gateway decrypt --private-key` offline.
+
+With --signing-key-id (a KMS key with key usage SIGN_VERIFY: RSA, or ECC_NIST_P256), every object is signed
+with KMS Sign, and the signatures go into the --manifest file that you hand to the partner with
+`export-signing-key`'s public key.
+
+exit codes: 0 done; 1 integrity failure (the object's data key does not match its header, or KMS refused its
+context); 2 bad arguments or key files (not RSA, under 2048 or over 4096 bits); 3 this object cannot be shared
+(not written through the gateway, no usable KMS copy, or its metadata would exceed S3's 2 KB); 4 KMS or the store
+refused or failed."""
+
+
 def _kms_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--region", help="AWS region; default: the SDK chain (AWS_REGION)")
     parser.add_argument("--kms-endpoint-url", metavar="URL",
                         help="KMS endpoint; default: the SDK chain (AWS_ENDPOINT_URL_KMS) or AWS")
+
+
+def _kms_key_id_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kms-key-id", metavar="KEY",
+                        help="use only data-key copies wrapped by this KMS key (id, ARN or alias): the gateway's "
+                             "kms.key_id; recommended. Default: the key named in the object's metadata")
 
 
 def _add_tools(commands: argparse._SubParsersAction) -> None:
@@ -147,11 +228,43 @@ def _add_tools(commands: argparse._SubParsersAction) -> None:
     decrypt.add_argument("--endpoint-url", metavar="URL", help="the object store (without --in); default: the SDK "
                                                                "chain (AWS_ENDPOINT_URL_S3) or AWS S3")
     decrypt.add_argument("--out", metavar="FILE", help="where the plaintext goes (default: standard output)")
-    decrypt.add_argument("--kms-key-id", metavar="KEY",
-                         help="use only data-key copies wrapped by this KMS key (id, ARN or alias): the gateway's "
-                              "kms.key_id; default: the key named in the object's metadata")
+    _kms_key_id_option(decrypt)
+    decrypt.add_argument("--private-key", metavar="PEM", help="a partner's RSA private key: use the copy shared "
+                                                              "with it, offline (no KMS)")
+    decrypt.add_argument("--verify-key", metavar="PEM", help="with --private-key: the owner's signing public key "
+                                                             "(export-signing-key); verify before decrypting")
+    decrypt.add_argument("--manifest", metavar="JSON", help="with --verify-key: the share manifest holding the "
+                                                            "signatures")
     _kms_options(decrypt)
     decrypt.set_defaults(func=_decrypt)
+
+    share = commands.add_parser("share", help="share objects with a partner's RSA key (no gateway needed)",
+                                description=_SHARE_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    share.add_argument("--bucket", required=True)
+    which = share.add_mutually_exclusive_group(required=True)
+    which.add_argument("--key", help="one object")
+    which.add_argument("--prefix", help="every object under this prefix (others than the gateway's are skipped)")
+    share.add_argument("--recipient", required=True, metavar="PEM", help="the partner's RSA public key")
+    share.add_argument("--revoke", action="store_true", help="remove the partner's entries instead (needs no KMS; "
+                                                             "a partner keeps data keys already unwrapped)")
+    share.add_argument("--signing-key-id", metavar="KEY", default=os.environ.get("ENVELOPE_SHARE_SIGNING_KEY_ID"),
+                       help="sign each share with this KMS asymmetric key (needs --manifest); default: "
+                            "ENVELOPE_SHARE_SIGNING_KEY_ID")
+    share.add_argument("--manifest", metavar="FILE", help="write the share manifest (what was shared and the "
+                                                          "signatures) to FILE, for the partner")
+    _kms_key_id_option(share)
+    share.add_argument("--endpoint-url", metavar="URL", help="the object store; default: the SDK chain")
+    _kms_options(share)
+    share.set_defaults(func=_share)
+
+    export = commands.add_parser("export-signing-key", help="print the public key of a KMS signing key (PEM)",
+                                 description="Export the public key of the KMS asymmetric key that signs shares, "
+                                             "as PEM, for partners' `decrypt --verify-key`. Its key id goes to "
+                                             "standard error: tell it to the partner by another channel.")
+    export.add_argument("--key-id", required=True, help="the KMS signing key (id, ARN or alias)")
+    export.add_argument("--out", metavar="FILE", help="where the PEM goes (default: standard output)")
+    _kms_options(export)
+    export.set_defaults(func=_export_signing_key)
 
     wrap = commands.add_parser("wrap", help="encrypt a small secret (< 4 KiB, standard input) with KMS directly",
                                description="Encrypt a secret of at most 4095 bytes from standard input with KMS "
@@ -203,8 +316,19 @@ def main(argv: list[str] | None = None) -> None:
     _add_tools(commands)
 
     args = parser.parse_args(argv)
-    if args.command == "decrypt" and (args.input is None) != (args.metadata is None):
-        parser.error("decrypt: --in and --metadata go together (or neither, to read from the store)")
+    if args.command == "decrypt":
+        if (args.input is None) != (args.metadata is None):
+            parser.error("decrypt: --in and --metadata go together (or neither, to read from the store)")
+        if (args.verify_key is None) != (args.manifest is None):
+            parser.error("decrypt: --verify-key and --manifest go together")
+        if args.verify_key is not None and args.private_key is None:
+            parser.error("decrypt: --verify-key verifies partner shares: it needs --private-key")
+        if args.private_key is not None and args.kms_key_id is not None:
+            parser.error("decrypt: --private-key and --kms-key-id exclude each other")
+    if args.command == "share" and args.revoke and args.manifest is not None:
+        parser.error("share: --revoke writes no manifest")
+    if args.command == "share" and not args.revoke and args.signing_key_id is not None and args.manifest is None:
+        parser.error("share: a signing key needs --manifest FILE, where the signatures go")
     raise SystemExit(args.func(args))
 
 

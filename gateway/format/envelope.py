@@ -177,10 +177,15 @@ def metadata_for(header: Header, wrapped: list[WrappedKey]) -> dict[str, str]:
     """The gateway's user-metadata entries (names without `x-amz-meta-`), all lowercase names, ASCII values."""
     if not wrapped:
         raise ValueError("an object needs at least one wrapped data key")
-    meta = {META_HEADER: _b64encode(header.encode())}
+    meta = {META_HEADER: header_value(header)}
     for index, entry in enumerate(wrapped):
         meta[f"{META_KEY_PREFIX}{index}"] = entry.encode()
     return meta
+
+
+def header_value(header: Header) -> str:
+    """The `envelope-header` metadata value: base64url without padding of the 68 bytes (91 characters)."""
+    return _b64encode(header.encode())
 
 
 def parse_metadata(meta: Mapping[str, str]) -> tuple[Header, list[WrappedKey]]:

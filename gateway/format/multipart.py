@@ -91,6 +91,18 @@ class PartTable:
         return sizes
 
 
+def store_part_ranges(part_sizes: list[int]) -> list[tuple[int, int]]:
+    """The stored byte ranges (first, last, inclusive) of consecutive store parts of these sizes, in order: the
+    `x-amz-copy-source-range`s of a copy part by part that keeps the store's part boundaries, hence its ETag."""
+    if any(size <= 0 for size in part_sizes):
+        raise ValueError("a store part holds at least one byte")
+    ranges, start = [], 0
+    for size in part_sizes:
+        ranges.append((start, start + size - 1))
+        start += size
+    return ranges
+
+
 # --- sizes ----------------------------------------------------------------------------------------
 def stored_size(plaintext_size: int, stored_part_count: int) -> int:
     """The stored size of a multipart-layout object: n + 16·floor(n / S) + 60·M + 64."""

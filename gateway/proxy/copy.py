@@ -17,6 +17,7 @@ from aiohttp import web
 from gateway import errors
 from gateway.format.envelope import (FLAG_MULTIPART_LAYOUT, Header, WrappedKey, encryption_context, metadata_for,
                                      open_multipart_keys, parse_metadata)
+from gateway.format.multipart import store_part_ranges
 from gateway.proxy.context import Gateway
 from gateway.proxy.headers import CLIENT_SSE_HEADERS, client_response_headers, forwardable_request_headers
 from gateway.proxy.objectreader import ObjectReader
@@ -129,14 +130,13 @@ async def _copy_in_parts(gw: Gateway, source: CopySource, target: Target, header
         upload_id = parse_upload_id(await response.read())
     try:
         limit = asyncio.Semaphore(_PARALLEL_PART_COPIES)
-        offsets = [0]
-        for size in table.stored_part_sizes():
-            offsets.append(offsets[-1] + size)
+        ranges = store_part_ranges(table.stored_part_sizes())
 
         async def copy_part(number: int) -> tuple[int, str]:
+            first, last = ranges[number - 1]
             async with limit:
                 part_headers = {"x-amz-copy-source": source.header_value(), "x-amz-copy-source-if-match": etag,
-                                "x-amz-copy-source-range": f"bytes={offsets[number - 1]}-{offsets[number] - 1}"}
+                                "x-amz-copy-source-range": f"bytes={first}-{last}"}
                 part = await gw.upstream.request("PUT", target.bucket, target.key,
                                                  [("partNumber", str(number)), ("uploadId", upload_id)],
                                                  part_headers, body=b"")
@@ -146,7 +146,7 @@ async def _copy_in_parts(gw: Gateway, source: CopySource, target: Target, header
                         raise errors.UpstreamError("The object store failed a part of the copy.")
                 return number, result_etag(body, "UploadPartCopy response")
 
-        parts = await asyncio.gather(*(copy_part(n) for n in range(1, len(offsets))))
+        parts = await asyncio.gather(*(copy_part(n) for n in range(1, len(ranges) + 1)))
         data = complete_request_body(sorted(parts))
         response = await gw.upstream.request("POST", target.bucket, target.key, [("uploadId", upload_id)],
                                              body=data)

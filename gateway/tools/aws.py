@@ -62,5 +62,5 @@ def _store_error(code: str) -> errors.S3Error:
     if code in ("403", "AccessDenied"):
         return errors.AccessDenied("The object store denied access (check the AWS credentials).")
     if code in ("412", "PreconditionFailed"):
-        return errors.UpstreamError("The object changed while it was being read; retry.")
+        return errors.PreconditionFailed("The object changed while it was being read; retry.")
     return errors.UpstreamError(f"The object store refused the request ({code}).")

@@ -1,9 +1,9 @@
 """Which wrapped copy of an object's data key to use, and how to unwrap it.
 
 An object's metadata may hold several wrapped copies of its DEK (`envelope-key-0`, `-1`, …), each under a
-*scheme* (FORMAT.md §3). A reader is given a list of unwrappers, one per way it can unwrap (v1: KMS `Decrypt`);
-`unwrap_data_key` pairs them with the copies and returns the first DEK one of them yields. Another scheme (an
-RSA-OAEP copy for a partner, say) is one more unwrapper class here, and nothing else changes. The DEK returned is
+*scheme* (FORMAT.md §3). A reader is given a list of unwrappers, one per way it can unwrap (KMS `Decrypt`, or a
+partner's private key); `unwrap_data_key` pairs them with the copies and returns the first DEK one of them yields.
+Another scheme is one more unwrapper class here, and nothing else changes. The DEK returned is
 not yet checked: the caller opens the object's keys with it, which verifies the key commitment first.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from gateway import errors
 from gateway.format.bucketkey import SCHEME_BUCKET_KEY, BucketKeyBlob, bucket_key_context, derive_dek
 from gateway.format.envelope import ENCRYPTION_CONTEXT_BUCKET, ENCRYPTION_CONTEXT_KEY, WrappedKey
+from gateway.format.partner import PartnerPrivateKey
 from gateway.keys.kms import KMS_SCHEME
 from gateway.tools.aws import kms_call
 
@@ -58,6 +59,26 @@ class KmsUnwrapper:
 
     def describe(self) -> str:
         return "KMS copies" + (f" wrapped by {self._pinned_arn}" if self._pinned_arn else "")
+
+
+class PartnerUnwrapper:
+    """Copies of scheme `rsa-oaep-sha256` made for this private key (FORMAT.md §17): unwrapped offline, no KMS.
+
+    Given `only` (the entry a share's signature was verified for), no other copy is used: the DEK decrypted with
+    is then the one the signature covers.
+    """
+
+    def __init__(self, private_key: PartnerPrivateKey, only: WrappedKey | None = None) -> None:
+        self._private_key, self._only = private_key, only
+
+    def accepts(self, wrapped: WrappedKey) -> bool:
+        return self._private_key.accepts(wrapped) and self._only in (None, wrapped)
+
+    def unwrap(self, wrapped: WrappedKey, context: Mapping[str, str]) -> bytes:
+        return self._private_key.unwrap(wrapped, context[ENCRYPTION_CONTEXT_BUCKET], context[ENCRYPTION_CONTEXT_KEY])
+
+    def describe(self) -> str:
+        return f"partner copies for the private key {self._private_key.key_id}"
 
 
 def unwrap_data_key(wrapped: Sequence[WrappedKey], context: Mapping[str, str],

@@ -18,7 +18,7 @@ from gateway.format.reading import (Run, object_run, one_request_plaintext_size,
 from gateway.format.sizes import SEALED_SEGMENT_SIZE_BYTES, covering_segments
 from gateway.s3.multipart_xml import multipart_part_count
 from gateway.tools.datakey import Unwrapper, unwrap_data_key
-from gateway.tools.sources import Readable, StoredBody, StoredObject
+from gateway.tools.sources import Readable, StoredBody, StoredObject, check_body_size
 
 # Segments opened per batch: 64, 4 MiB of stored bytes. Memory is this twice (sealed and opened), at any size.
 BATCH_SEGMENTS = 64
@@ -30,10 +30,7 @@ def decrypt_object(head: StoredObject, body: StoredBody, bucket: str, key: str, 
                    write: Write) -> int:
     """Unwrap the object's data key under the encryption context of `bucket`/`key` (the name the object was
     written under: KMS refuses any other) and decrypt the whole body into `write`; returns the plaintext size."""
-    if head.stored_size_bytes is not None and head.stored_size_bytes != body.size_bytes:
-        raise errors.TamperedCiphertext(
-            f"The stored body is {body.size_bytes} bytes but the object's metadata says {head.stored_size_bytes}: "
-            "truncated, or not this object's body.")
+    check_body_size(head, body)
     try:
         header, wrapped = parse_metadata(head.metadata)
     except errors.NotEncrypted:

@@ -1,6 +1,6 @@
-"""Exit codes of the offline tools (decrypt, wrap, unwrap), documented in docs/KEYS.md, and the one place that
-turns an error into a message on standard error and an exit code. Messages are the error tree's fixed texts:
-never a key, a secret or plaintext."""
+"""Exit codes of the offline tools (decrypt, wrap, unwrap, share, export-signing-key), documented in docs/KEYS.md,
+and the one place that turns an error into a message on standard error and an exit code. Messages are the error
+tree's fixed texts: never a key, a secret or plaintext."""
 from __future__ import annotations
 
 import sys
@@ -11,7 +11,8 @@ from gateway import errors
 EXIT_OK = 0
 EXIT_INTEGRITY = 1  # tampered, truncated, swapped or mis-named ciphertext (KMS refused the bucket/key context)
 EXIT_USAGE = 2  # bad arguments or input files (argparse uses 2 as well), a secret too large for KMS Encrypt
-EXIT_UNSUPPORTED = 3  # not encrypted by the gateway, an unknown format version, no usable wrapped key
+EXIT_UNSUPPORTED = 3  # not encrypted by the gateway, an unknown format version, no usable wrapped key; a partner
+# entry that would not fit in the object's 2 KB of metadata
 EXIT_UNAVAILABLE = 4  # KMS or the store refused or failed, the object is missing or changed; a local I/O error
 
 
@@ -20,7 +21,7 @@ def exit_code(exc: errors.S3Error) -> int:
         return EXIT_INTEGRITY
     if isinstance(exc, (errors.InvalidArgument, errors.InvalidRequest)):
         return EXIT_USAGE
-    if isinstance(exc, (errors.NotEncrypted, errors.UnsupportedFormat)):
+    if isinstance(exc, (errors.NotEncrypted, errors.UnsupportedFormat, errors.MetadataTooLarge)):
         return EXIT_UNSUPPORTED
     return EXIT_UNAVAILABLE
 

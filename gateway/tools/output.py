@@ -20,9 +20,9 @@ from gateway import errors
 
 
 @contextmanager
-def plaintext_output(path: str | None) -> Iterator[BinaryIO]:
+def plaintext_output(path: str | None, option: str = "--out") -> Iterator[BinaryIO]:
     """A binary stream for the plaintext: `path` (committed when the block ends without an exception) or, for
-    None or "-", standard output."""
+    None or "-", standard output. `option` names the path in messages (share writes its manifest this way)."""
     if path is None or path == "-":
         yield sys.stdout.buffer
         sys.stdout.buffer.flush()
@@ -31,7 +31,7 @@ def plaintext_output(path: str | None) -> Iterator[BinaryIO]:
     try:
         fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
     except OSError as exc:
-        raise errors.InvalidArgument(f"Cannot write --out {path}: {exc.strerror}.") from None
+        raise errors.InvalidArgument(f"Cannot write {option} {path}: {exc.strerror}.") from None
     try:
         with os.fdopen(fd, "wb") as out:
             yield out

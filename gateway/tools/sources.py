@@ -6,6 +6,7 @@ sequential pass over the whole body, so that a decrypt holds a bounded amount of
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -41,6 +42,14 @@ class StoredBody(Protocol):
 
     def stream(self) -> Readable:
         """The whole body, from its first byte, for one sequential pass."""
+
+
+def check_body_size(head: StoredObject, body: StoredBody) -> None:
+    """TamperedCiphertext when the body is not as long as the object's metadata says."""
+    if head.stored_size_bytes is not None and head.stored_size_bytes != body.size_bytes:
+        raise errors.TamperedCiphertext(
+            f"The stored body is {body.size_bytes} bytes but the object's metadata says {head.stored_size_bytes}: "
+            "truncated, or not this object's body.")
 
 
 def stored_object(head: Any, origin: str) -> StoredObject:
@@ -137,3 +146,18 @@ class _StoreStream:
 
 def head_from_store(s3: Any, bucket: str, key: str) -> StoredObject:
     return stored_object(store_call(s3.head_object, Bucket=bucket, Key=key), "The object store's HeadObject answer")
+
+
+DIGEST_READ_BYTES = 1024 * 1024
+
+
+def sha256_of(body: StoredBody) -> bytes:
+    """SHA-256 of the whole stored body, read once front to back in 1 MiB reads (never held whole)."""
+    digest, stream, left = hashlib.sha256(), body.stream(), body.size_bytes
+    while left:
+        piece = stream.read(min(left, DIGEST_READ_BYTES))
+        if not piece:
+            raise errors.TamperedCiphertext("The stored object is shorter than its recorded size.")
+        digest.update(piece)
+        left -= len(piece)
+    return digest.digest()

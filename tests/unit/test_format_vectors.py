@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 
@@ -22,6 +23,7 @@ from gateway.format.envelope import (
     FLAG_MULTIPART_LAYOUT,
     WrappedKey,
     encryption_context,
+    header_value,
     metadata_for,
     new_multipart_keys,
     new_object_key,
@@ -29,7 +31,9 @@ from gateway.format.envelope import (
     open_object_key,
     parse_metadata,
 )
+from gateway.format.partner import SCHEME_RSA_OAEP, PartnerPrivateKey, Recipient, oaep_label
 from gateway.format.segments import open_batch, seal_batch
+from gateway.format.signedshare import Manifest, SharedObject, SignerPublicKey, verify_shared
 from gateway.format.sizes import (
     SEALED_SEGMENT_SIZE_BYTES,
     ciphertext_size,
@@ -455,7 +459,7 @@ WRAPPED_KEY_VARIANTS = _load("v1-wrapped-keys")["variants"]
 
 
 def test_every_wrapped_key_scheme_has_vectors():
-    assert {v["scheme"] for v in WRAPPED_KEY_VARIANTS} == {"kms", SCHEME_BUCKET_KEY}
+    assert {v["scheme"] for v in WRAPPED_KEY_VARIANTS} == {"kms", SCHEME_BUCKET_KEY, SCHEME_RSA_OAEP}
 
 
 @pytest.mark.parametrize("variant", WRAPPED_KEY_VARIANTS, ids=lambda v: v["name"])
@@ -481,3 +485,98 @@ def test_bucket_key_derivation_both_ways(variant):
     assert hmac.new(entry.salt, bucket_key, hashlib.sha256).hexdigest() == variant["prk"]
     # Writing: the same salt and wrapped bucket key encode to the vector's blob.
     assert BucketKeyBlob(entry.salt, entry.wrapped_bucket_key).encode().hex() == variant["blob"]
+
+
+# --- partner entries and signed shares (§17) --------------------------------------------------------------------
+PARTNER_VARIANTS = [v for v in WRAPPED_KEY_VARIANTS if v["scheme"] == SCHEME_RSA_OAEP]
+
+
+def _partner_key(variant: dict) -> PartnerPrivateKey:
+    return PartnerPrivateKey.from_pem(variant["private_key_pem"].encode(), None, "vector")
+
+
+def test_partner_variants_cover_the_smallest_and_largest_key():
+    assert sorted(v["rsa_bits"] for v in PARTNER_VARIANTS) == [2048, 4096]
+    assert [v["metadata_bytes_as_entry_1"] for v in PARTNER_VARIANTS] == [423, 764]  # FORMAT.md §17.8
+
+
+@pytest.mark.parametrize("variant", PARTNER_VARIANTS, ids=lambda v: v["name"])
+def test_partner_entry_unwraps_to_the_vector_dek(variant):
+    key = _partner_key(variant)
+    public_der = serialization.load_pem_private_key(variant["private_key_pem"].encode(), None).public_key() \
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert public_der.hex() == variant["public_key_spki_der"]
+    assert key.key_id == variant["key_id"]
+    assert oaep_label(variant["bucket"], variant["key"]).hex() == variant["oaep_label"]
+    entry = WrappedKey.decode(variant["metadata_value"])
+    assert entry.blob.hex() == variant["blob"] and key.accepts(entry)
+    assert key.unwrap(entry, variant["bucket"], variant["key"]).hex() == variant["dek"]
+
+
+@pytest.mark.parametrize("variant", PARTNER_VARIANTS, ids=lambda v: v["name"])
+def test_partner_wrap_round_trips_with_the_vector_key(variant):
+    # OAEP is randomized: the writer is checked by what the vector's key opens, with the vector's parameters.
+    private = serialization.load_pem_private_key(variant["private_key_pem"].encode(), None)
+    recipient = Recipient(private.public_key())
+    entry = recipient.wrap(bytes.fromhex(variant["dek"]), variant["bucket"], variant["key"])
+    assert entry.scheme == SCHEME_RSA_OAEP and entry.key_id == variant["key_id"]
+    assert len(entry.blob) == variant["rsa_bits"] // 8
+    oaep = padding.OAEP(padding.MGF1(hashes.SHA256()), hashes.SHA256(), bytes.fromhex(variant["oaep_label"]))
+    assert private.decrypt(entry.blob, oaep).hex() == variant["dek"]
+    assert entry.blob.hex() != variant["blob"]  # a fresh seed
+
+
+@pytest.mark.parametrize("variant", PARTNER_VARIANTS, ids=lambda v: v["name"])
+def test_partner_blobs_a_reader_must_refuse(variant):
+    key = _partner_key(variant)
+    assert {r["name"] for r in variant["refused"]} >= {"pkcs1-v1.5", "label-of-another-object", "empty-label"}
+    for refused in variant["refused"]:
+        entry = WrappedKey(SCHEME_RSA_OAEP, variant["key_id"], bytes.fromhex(refused["blob"]))
+        with pytest.raises(errors.TamperedCiphertext):
+            key.unwrap(entry, variant["bucket"], variant["key"])
+    # The genuine entry under another name is refused too (the label names the object).
+    with pytest.raises(errors.TamperedCiphertext):
+        key.unwrap(WrappedKey.decode(variant["metadata_value"]), variant["bucket"], "dir/other.bin")
+
+
+SIGNED_SHARE = _load("v1-signed-share")
+
+
+def _signed_share() -> tuple[Manifest, SignerPublicKey, SharedObject]:
+    """The manifest, the signer's key, and the statement's fields as a partner recomputes them from the object."""
+    manifest = Manifest.decode(json.dumps(SIGNED_SHARE["manifest"]), "vector")
+    spki = bytes.fromhex(SIGNED_SHARE["signer_public_key_spki_der"])
+    signer = SignerPublicKey(serialization.load_der_public_key(spki))
+    base = _load(SIGNED_SHARE["base"])
+    stored = bytes.fromhex(base["ciphertext"])
+    header, wrapped = parse_metadata(SIGNED_SHARE["metadata"])
+    entry = next(w for w in wrapped if w.scheme == SCHEME_RSA_OAEP)
+    actual = SharedObject(base["bucket"], base["key"], len(stored), 0, hashlib.sha256(stored).digest(),
+                          header_value(header), entry.encode(), None)
+    return manifest, signer, actual
+
+
+def test_signed_share_statement_and_signature():
+    manifest, signer, actual = _signed_share()
+    assert actual.statement().hex() == SIGNED_SHARE["statement"]
+    assert manifest.objects[0].signature.hex() == SIGNED_SHARE["signature"]
+    verify_shared(manifest, signer, actual)
+    # Verified, the partner's entry gives the DEK and the object decrypts to the base vector's plaintext.
+    variant = next(v for v in PARTNER_VARIANTS if v["name"] == SIGNED_SHARE["partner_variant"])
+    dek = _partner_key(variant).unwrap(WrappedKey.decode(actual.entry_value), actual.bucket, actual.key)
+    base = _load(SIGNED_SHARE["base"])
+    _, plaintext = read_whole_object(SIGNED_SHARE["metadata"], dek, bytes.fromhex(base["ciphertext"]))
+    assert plaintext.hex() == base["plaintext"]
+    # The manifest re-encodes to what the vector holds.
+    assert json.loads(manifest.encode()) == SIGNED_SHARE["manifest"]
+
+
+@pytest.mark.parametrize("change", ["bucket", "key", "stored_size_bytes", "part_count", "ciphertext_sha256",
+                                    "header_value", "entry_value"])
+def test_signed_share_refuses_any_changed_field(change):
+    manifest, signer, actual = _signed_share()
+    value = getattr(actual, change)
+    changed = {str: lambda v: v[:-1] + ("A" if v[-1] != "A" else "B"), int: lambda v: v + 1,
+               bytes: lambda v: bytes([v[0] ^ 1]) + v[1:]}[type(value)](value)
+    with pytest.raises(errors.TamperedCiphertext):
+        verify_shared(manifest, signer, SharedObject(**{**actual.__dict__, change: changed}))

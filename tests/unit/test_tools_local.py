@@ -112,7 +112,7 @@ def test_every_store_read_is_pinned_to_the_etag_head_object_returned():
     assert s3.calls[1]["Range"] == "bytes=-4"
 
 
-@pytest.mark.parametrize("code, error, exit", [("PreconditionFailed", errors.UpstreamError, 4),
+@pytest.mark.parametrize("code, error, exit", [("PreconditionFailed", errors.PreconditionFailed, 4),
                                                 ("NoSuchKey", errors.NoSuchKey, 4),
                                                 ("AccessDenied", errors.AccessDenied, 4)])
 def test_store_errors(code, error, exit):

@@ -4,7 +4,8 @@
     python tests/vectors/generate.py --check    # exit 1 if the files differ from what would be written
 
 This is a second, deliberately independent implementation of docs/FORMAT.md: it does not import the gateway and
-uses only the standard library plus AESGCM from `cryptography` (HKDF is spelled out with hmac), so the vectors
+uses only the standard library plus AESGCM from `cryptography` (HKDF is spelled out with hmac; RSA-OAEP,
+RSASSA-PSS and the keys' DER encodings with Python integers), so the vectors
 check the gateway's code against the specification rather than against itself.
 
 The data key, salts and wrapped-key blobs below are fixed, public test values. The `kms` blob is NOT a real KMS
@@ -18,6 +19,7 @@ import hmac
 import json
 import struct
 import sys
+from math import gcd
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -605,7 +607,8 @@ def wrapped_keys() -> dict:
     return {
         "description": "Format v1 wrapped-key entries (envelope-key-<i>), one per scheme. The KMS blobs are fake "
                        "(opaque here); kms-bucket-key shows how a reader derives the object's DEK from the "
-                       "unwrapped bucket key (FORMAT.md §16).",
+                       "unwrapped bucket key (FORMAT.md §16); rsa-oaep-sha256 gives a public test private key, "
+                       "the OAEP seed used, and blobs a reader must refuse (FORMAT.md §17).",
         "variants": [
             {"name": "kms", "scheme": "kms", "bucket": BUCKET, "key": KEY, "dek": DEK.hex(),
              "encryption_context": {"envelope-gateway:bucket": BUCKET, "envelope-gateway:key": KEY},
@@ -613,7 +616,212 @@ def wrapped_keys() -> dict:
              "metadata_value": f"kms;{KMS_KEY_ARN};{b64url(FAKE_BLOB)}"},
             bucket_key_variant("kms-bucket-key", BUCKET, KEY),
             bucket_key_variant("kms-bucket-key-utf8-name", BUCKET, "répertoire/объект 1.bin"),
+            partner_variant(2048, RSA_2048_P, RSA_2048_Q),
+            partner_variant(4096, RSA_4096_P, RSA_4096_Q),
         ],
+    }
+
+
+# --- partner entries (FORMAT.md §17): RSA-OAEP, RSASSA-PSS and the keys' DER, by hand ----------------------------
+# Fixed RSA keys for the vectors. They are PUBLIC TEST KEYS, published in this repository: never use them for
+# anything else. The primes were drawn once with `cryptography`; everything below is spelled out with integers.
+RSA_E = 65537
+RSA_2048_P = int(
+    "ebc7ff555f122c1d9f37507e9d17187dd76b205f655cce5140243f87e7cf8fa35c9da7de39e04d4b8ad1c508c88b69c823b5"
+    "e98435dff1c0c0b96a4bd6c13c06308f38d5986112e31c7c84fbb4f6b824764cf8245d90a0257e1582a6603f4d69d6685c58"
+    "7bde02d5a6dd1a99391f60630106e222794b9596b9dcbfc7b85a8e3f"
+    , 16)
+RSA_2048_Q = int(
+    "c8b74a07f132f024c15d7354039de2a00b10204b4947a8555668484cfe15c6b1e4e36b3febc86d4c8cea31afa5a8829eb3ff"
+    "9fef1675893166361628f65f5fd2e65ac10941c3b6835ec71e3acd9299a55583875b4d2e08a749df4bb255b93e1ca485f5b9"
+    "f80ea18d9505437e888ced56ff07ec04103bd0cf52bed6028bd62447"
+    , 16)
+RSA_4096_P = int(
+    "cea9ce17632f01961db21013867242eafd8433f466273f133c55855544d7de823b31a847078349b6f62522f730156c9c5934"
+    "b4b29a9c4db5577f2ffad896e88bbbf3774d52c41ab85406ec927c5c0d8f404335efb302eb5c2147c623273c1b27d140ee3e"
+    "b121efab862deb30cda4896a37071dca1cd9365f80d73ecdcff4faf18889a3633a3209c04100aef0b82e316399bb01c2daa8"
+    "e85630d52fdbd0266276d9f639932cffb62a966f262002b31c193ec161daade6e85f71b2eca47bcff5dbd4f77c04ce16c4cd"
+    "84462a124c4c5d5f108f2b4c5c69ab2c69de2fe8e5c92b9f5c9657a28ec26ffc94cc32e6981fd9f5bb075987ca6ff842247e"
+    "5994b0d0d7dd"
+    , 16)
+RSA_4096_Q = int(
+    "cd367db94e77cc2b4d455012643cf81712bb5f42e0e44f4d0f9b986f3d5449420c27a8640aba0668e68df57c4809efe805a2"
+    "820f2d6d1f8c71fdc324e99c11158c587a78e5c9f400fb4dd5df3458d1a9bd0da45ea444499a4326a09ab0eb4a0828ce4ae7"
+    "351cd222ade07f25ba6c59a1346aee749f7493bb3b66e34b8cef5eaf0df6bf58c82ed5b59876c9411248e296771de7bed255"
+    "61a7b706e062177abf5ed2f616f458072143f7cd2a3ba7319934835404edfc65222ff022c7c93ec7c6e40f00311e18c488de"
+    "f61dbc473d5a33b9e81af0e8a9bd93a0a40a2bd0ec2a560f073c0be1f3b2f22055cf5768e0387a8f558c4b70902ed7fad456"
+    "d689934e85bb"
+    , 16)
+OAEP_LABEL_PREFIX = b"envelope-gateway/v1/rsa-oaep-dek"
+STATEMENT_LABEL = b"envelope-gateway/v1/share-statement"
+OID_RSA_ENCRYPTION = bytes.fromhex("06092a864886f70d010101")  # 1.2.840.113549.1.1.1
+
+
+def der(tag: int, content: bytes) -> bytes:
+    n = len(content)
+    length = bytes([n]) if n < 0x80 else bytes([0x80 | ((n.bit_length() + 7) // 8)]) + n.to_bytes(
+        (n.bit_length() + 7) // 8, "big")
+    return bytes([tag]) + length + content
+
+
+def der_int(v: int) -> bytes:
+    return der(0x02, v.to_bytes(v.bit_length() // 8 + 1, "big"))  # minimal, with a 0x00 when the top bit is set
+
+
+def rsa_key(p: int, q: int) -> dict:
+    """n, d and the PKCS#8 PEM and DER SubjectPublicKeyInfo of the key (p, q, RSA_E)."""
+    n, lam = p * q, (p - 1) * (q - 1) // gcd(p - 1, q - 1)
+    d = pow(RSA_E, -1, lam)
+    algorithm = der(0x30, OID_RSA_ENCRYPTION + b"\x05\x00")
+    private = der(0x30, b"".join(der_int(v) for v in (0, n, RSA_E, d, p, q, d % (p - 1), d % (q - 1),
+                                                      pow(q, -1, p))))
+    pkcs8 = der(0x30, der_int(0) + algorithm + der(0x04, private))
+    b64 = base64.b64encode(pkcs8).decode("ascii")
+    pem = "-----BEGIN PRIVATE KEY-----\n" + "".join(b64[i:i + 64] + "\n" for i in range(0, len(b64), 64)) \
+        + "-----END PRIVATE KEY-----\n"
+    spki = der(0x30, algorithm + der(0x03, b"\x00" + der(0x30, der_int(n) + der_int(RSA_E))))
+    return {"n": n, "d": d, "k": (n.bit_length() + 7) // 8, "pem": pem, "spki": spki}
+
+
+def mgf1(seed: bytes, length: int, hash_name: str = "sha256") -> bytes:
+    out, counter = b"", 0
+    while len(out) < length:
+        out += hashlib.new(hash_name, seed + struct.pack(">I", counter)).digest()
+        counter += 1
+    return out[:length]
+
+
+def xor(a: bytes, b: bytes) -> bytes:
+    return bytes(x ^ y for x, y in zip(a, b))
+
+
+def oaep_encrypt(key: dict, message: bytes, label: bytes, seed: bytes, hash_name: str = "sha256") -> bytes:
+    """RSAES-OAEP-ENCRYPT (RFC 8017 §7.1.1) with a given seed, so that the vector is reproducible."""
+    k, h = key["k"], hashlib.new(hash_name).digest_size
+    db = hashlib.new(hash_name, label).digest() + bytes(k - len(message) - 2 * h - 2) + b"\x01" + message
+    masked_db = xor(db, mgf1(seed, k - h - 1, hash_name))
+    em = b"\x00" + xor(seed, mgf1(masked_db, h, hash_name)) + masked_db
+    return pow(int.from_bytes(em, "big"), RSA_E, key["n"]).to_bytes(k, "big")
+
+
+def oaep_decrypt(key: dict, blob: bytes, label: bytes) -> bytes:
+    """RSAES-OAEP-DECRYPT with SHA-256 (the generator checks its own blobs with it)."""
+    k, h = key["k"], 32
+    em = pow(int.from_bytes(blob, "big"), key["d"], key["n"]).to_bytes(k, "big")
+    masked_seed, masked_db = em[1:1 + h], em[1 + h:]
+    db = xor(masked_db, mgf1(xor(masked_seed, mgf1(masked_db, h)), k - h - 1))
+    assert em[0] == 0 and db[:h] == hashlib.sha256(label).digest()
+    return db[db.index(b"\x01", h) + 1:]
+
+
+def pkcs1_v15_encrypt(key: dict, message: bytes) -> bytes:
+    """RSAES-PKCS1-v1_5 (RFC 8017 §7.2.1) with fixed non-zero padding: what readers must refuse."""
+    ps = bytes(1 + (i % 255) for i in range(key["k"] - len(message) - 3))
+    em = b"\x00\x02" + ps + b"\x00" + message
+    return pow(int.from_bytes(em, "big"), RSA_E, key["n"]).to_bytes(key["k"], "big")
+
+
+def pss_sign(key: dict, message: bytes, salt: bytes) -> bytes:
+    """RSASSA-PSS-SIGN (RFC 8017 §8.1.1, EMSA-PSS with SHA-256, MGF1-SHA-256) with a given 32-byte salt."""
+    em_bits = key["n"].bit_length() - 1
+    em_len = (em_bits + 7) // 8
+    h = hashlib.sha256(bytes(8) + hashlib.sha256(message).digest() + salt).digest()
+    db = bytes(em_len - len(salt) - 32 - 2) + b"\x01" + salt
+    masked_db = bytearray(xor(db, mgf1(h, em_len - 32 - 1)))
+    masked_db[0] &= 0xFF >> (8 * em_len - em_bits)
+    em = bytes(masked_db) + h + b"\xbc"
+    return pow(int.from_bytes(em, "big"), key["d"], key["n"]).to_bytes(key["k"], "big")
+
+
+def oaep_label(bucket: str, key: str) -> bytes:
+    b, k = bucket.encode("utf-8"), key.encode("utf-8")
+    return OAEP_LABEL_PREFIX + struct.pack(">H", len(b)) + b + struct.pack(">H", len(k)) + k
+
+
+def rsa_key_id(key: dict) -> str:
+    return "sha256:" + b64url(hashlib.sha256(key["spki"]).digest())
+
+
+def partner_variant(bits: int, p: int, q: int) -> dict:
+    name = f"rsa-oaep-sha256-{bits}"
+    key = rsa_key(p, q)
+    assert key["n"].bit_length() == bits
+    seed = hashlib.sha256(b"envelope-gateway test vectors: OAEP seed " + name.encode()).digest()
+    label = oaep_label(BUCKET, KEY)
+    blob = oaep_encrypt(key, DEK, label, seed)
+    assert oaep_decrypt(key, blob, label) == DEK
+    key_id = rsa_key_id(key)
+    value = f"rsa-oaep-sha256;{key_id};{b64url(blob)}"
+    refused = [
+        ("pkcs1-v1.5", "the DEK under PKCS#1 v1.5 padding (never accepted)", pkcs1_v15_encrypt(key, DEK)),
+        ("label-of-another-object", "OAEP under the label of dir/other.bin: an entry moved to another object",
+         oaep_encrypt(key, DEK, oaep_label(BUCKET, "dir/other.bin"), seed)),
+        ("empty-label", "OAEP without the label", oaep_encrypt(key, DEK, b"", seed)),
+        ("oaep-sha1", "OAEP with SHA-1 and MGF1-SHA-1 (a library default)", oaep_encrypt(key, DEK, label,
+                                                                                         seed[:20], "sha1")),
+        ("not-a-data-key", "OAEP of 31 bytes: the right label, but not a 32-byte DEK",
+         oaep_encrypt(key, DEK[:31], label, seed)),
+    ]
+    return {
+        "name": name,
+        "scheme": "rsa-oaep-sha256",
+        "note": "PUBLIC TEST KEY: published with these vectors, never use it for anything else",
+        "bucket": BUCKET,
+        "key": KEY,
+        "dek": DEK.hex(),
+        "rsa_bits": bits,
+        "private_key_pem": key["pem"],
+        "public_key_spki_der": key["spki"].hex(),
+        "key_id": key_id,
+        "oaep_label": label.hex(),
+        "oaep_seed": seed.hex(),
+        "blob": blob.hex(),
+        "metadata_value": value,
+        "metadata_bytes_as_entry_1": len("envelope-key-1") + len(value),
+        "refused": [{"name": n, "description": d, "blob": b.hex(), "error": "TamperedCiphertext"}
+                    for n, d, b in refused],
+    }
+
+
+def share_statement_vector(vectors: dict[str, dict], partner: dict) -> dict:
+    """A signed share of v1-plaintext-65537 (whose DEK the partner entry wraps), signed with the 4096-bit test key
+    standing in for the owner's KMS signing key (RSASSA-PSS, SHA-256, a fixed 32-byte salt)."""
+    base = vectors["v1-plaintext-65537"]
+    ciphertext = bytes.fromhex(base["ciphertext"])
+    b, k = BUCKET.encode(), KEY.encode()
+    header_value, entry = base["metadata"]["envelope-header"], partner["metadata_value"]
+    fields = {"bucket": BUCKET, "key": KEY, "stored_size": len(ciphertext), "part_count": 0,
+              "ciphertext_sha256": hashlib.sha256(ciphertext).hexdigest(), "envelope_header": header_value,
+              "wrapped_key": entry}
+    signed = (STATEMENT_LABEL + struct.pack(">H", len(b)) + b + struct.pack(">H", len(k)) + k
+              + struct.pack(">QH", len(ciphertext), 0) + hashlib.sha256(ciphertext).digest()
+              + struct.pack(">H", len(header_value)) + header_value.encode()
+              + struct.pack(">H", len(entry)) + entry.encode())
+    signer = rsa_key(RSA_4096_P, RSA_4096_Q)
+    salt = hashlib.sha256(b"envelope-gateway test vectors: PSS salt").digest()
+    signature = pss_sign(signer, signed, salt)
+    manifest = {
+        "format": "envelope-gateway/share-manifest/v1",
+        "recipient_key_id": partner["key_id"],
+        "signer": {"kms_key_arn": "arn:aws:kms:us-east-1:111122223333:key/55555555-6666-7777-8888-999999999999",
+                   "public_key_id": rsa_key_id(signer), "algorithm": "RSASSA_PSS_SHA_256"},
+        "objects": [{**fields, "signature": base64.b64encode(signature).decode("ascii")}],
+    }
+    return {
+        "description": ("A signed share (FORMAT.md §17.5-17.7): the object v1-plaintext-65537 with the partner "
+                        "entry of rsa-oaep-sha256-2048 added as envelope-key-1, the statement its fields give, and "
+                        "a manifest signed with the 4096-bit test key (standing in for a KMS signing key; "
+                        "RSASSA-PSS SHA-256, pss_salt). Verifying the manifest with signer_public_key_spki_der, "
+                        "then unwrapping with the partner's test key and decrypting, gives the base vector's "
+                        "plaintext."),
+        "base": "v1-plaintext-65537",
+        "partner_variant": partner["name"],
+        "metadata": {**base["metadata"], "envelope-key-1": entry},
+        "statement": signed.hex(),
+        "pss_salt": salt.hex(),
+        "signature": signature.hex(),
+        "signer_public_key_spki_der": signer["spki"].hex(),
+        "manifest": manifest,
     }
 
 
@@ -626,7 +834,10 @@ def build() -> dict[str, str]:
                       for name, (layout, trailer_part) in MULTIPART_LAYOUTS.items())
     files |= {f"{name}.json": _dump(vector) for name, vector in mp_vectors.items()}
     files["v1-multipart-negative.json"] = _dump(multipart_negative(mp_vectors))
-    files["v1-wrapped-keys.json"] = _dump(wrapped_keys())
+    keys = wrapped_keys()
+    files["v1-wrapped-keys.json"] = _dump(keys)
+    partner = next(v for v in keys["variants"] if v["name"] == "rsa-oaep-sha256-2048")
+    files["v1-signed-share.json"] = _dump(share_statement_vector(vectors, partner))
     return files
 
 
