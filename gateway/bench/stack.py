@@ -186,6 +186,15 @@ def _start_kms(stack: Stack, cpus: set[int], kind: str) -> str:
     return url
 
 
+def _merged(base: dict, changes: dict) -> dict:
+    """base with changes applied section by section (`--gateway-set kms.bucket_keys.buckets=[b]` keeps kms.key_id)."""
+    out = dict(base)
+    for name, value in changes.items():
+        out[name] = _merged(out[name], value) if isinstance(value, dict) and isinstance(out.get(name), dict) \
+            else value
+    return out
+
+
 def _start_gateway(stack: Stack, name: str, sink_url: str, kms_url: str, cpus: set[int], profile: str | None,
                    settings: dict, extra_env: dict[str, str], cwd: str | None = None) -> None:
     """`envelope-gateway serve` as `name`; from another source tree when `cwd` is given (its `gateway` package
@@ -193,11 +202,11 @@ def _start_gateway(stack: Stack, name: str, sink_url: str, kms_url: str, cpus: s
     py = sys.executable
 
     port, admin_port = free_port(), free_port()
-    config = {"listen": f"127.0.0.1:{port}", "admin_listen": f"127.0.0.1:{admin_port}",
-              "upstream": {"endpoint": sink_url, "region": REGION}, "kms": {"key_id": stack.kms_key_arn},
-              "clients": [{"access_key_id": stack.client_access_key_id,
-                           "secret_access_key": stack.client_secret}],
-              "log_format": "text", **settings}
+    config = _merged({"listen": f"127.0.0.1:{port}", "admin_listen": f"127.0.0.1:{admin_port}",
+                      "upstream": {"endpoint": sink_url, "region": REGION}, "kms": {"key_id": stack.kms_key_arn},
+                      "clients": [{"access_key_id": stack.client_access_key_id,
+                                   "secret_access_key": stack.client_secret}],
+                      "log_format": "text"}, settings)
     config_path = stack.directory / f"{name}.yaml"
     config_path.write_text(yaml.safe_dump(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ENVELOPE_"))}
