@@ -227,7 +227,7 @@ class ObjectReader:
             if envelope_fields(response.headers):
                 # Replaced by an encrypted object meanwhile. (Not pinned with If-Match: a store may compare it
                 # with the part's ETag, as moto does.)
-                raise errors.UpstreamError("The object changed while it was being read; retry.")
+                raise errors.ObjectChanged()
             etag = response.headers.get("ETag", "")
             if response.status == 200 and not self.head and (multipart_part_count(etag) or 1) > 1:
                 # The whole object where a part was asked for (moto does this): never served as the part.
@@ -363,7 +363,7 @@ class ObjectReader:
                                                   {"range": byte_range, "if-match": etag})
         self._responses.append(response)
         if response.status == 412:
-            raise errors.UpstreamError("The object changed while it was being read; retry.")
+            raise errors.ObjectChanged()
         if response.status != 206:
             raise errors.UpstreamError("The object store did not return the byte range asked for.")
         return response

@@ -5,15 +5,24 @@ metrics and audit log, while a damaged envelope is still refused and every write
 place, and the gateway reads them back byte for byte."""
 from __future__ import annotations
 
+import io
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 import urllib.request
 import uuid
+from pathlib import Path
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import client_for, gateway_config, start_gateway, store_env
+from gateway.tools.encrypt_existing import Options
+from gateway.tools.encrypt_existing import encrypt_existing as run_encrypt_existing
+from tests.conftest import REGION, STORE_KEY_ID, STORE_SECRET, client_for, gateway_config, start_gateway, store_env
 from tests.integration.test_multipart import _upload
 
 MiB = 1024 * 1024
@@ -218,3 +227,225 @@ def test_an_upload_part_copy_of_a_plaintext_object_is_encrypted(s3m, store, lega
         {"PartNumber": 1, "ETag": first["CopyPartResult"]["ETag"]},
         {"PartNumber": 2, "ETag": second["CopyPartResult"]["ETag"]}]})
     _assert_encrypted(store, s3m, target, data)
+
+
+# --- encrypt-existing -----------------------------------------------------------------------------------------
+
+BIN = Path(sys.executable).parent
+PART = 5 * MiB  # --part-size in these tests: the large object (13 MiB) goes back in three parts
+
+
+def encrypt_existing(stack, prefix: str, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """The tool as an operator runs it: a subprocess with only the store's and KMS's credentials."""
+    result = subprocess.run([str(BIN / "envelope-gateway"), "encrypt-existing", "--bucket", BUCKET, "--prefix",
+                             prefix, "--kms-key-id", stack.key_arn, "--endpoint-url", stack.store_url,
+                             "--part-size", "5MiB", "--concurrency", "2", *extra],
+                            env=store_env(stack.store_url), capture_output=True, timeout=300)
+    summary = json.loads(result.stdout) if result.stdout.strip() else {}
+    return result, summary
+
+
+def write_legacy(store, prefix: str) -> dict[str, bytes]:
+    objects = {}
+    for name, size in SIZES.items():
+        key, data = f"{prefix}{name} ü.bin", os.urandom(size)
+        put_around(store, BUCKET, key, data, PARTS if name == "large" else None)
+        objects[key] = data
+    return objects
+
+
+@pytest.fixture(scope="module")
+def migrated(stack, store) -> tuple[str, dict[str, bytes], dict, dict[str, dict]]:
+    """A prefix of objects written around the gateway, then encrypt-existing run over it once."""
+    prefix = f"migrate/{uuid.uuid4().hex}/"
+    objects = write_legacy(store, prefix)
+    before = {key: store.head_object(Bucket=BUCKET, Key=key) for key in objects}
+    result, summary = encrypt_existing(stack, prefix)
+    assert result.returncode == 0, result.stderr
+    return prefix, objects, summary, before
+
+
+def test_encrypt_existing_encrypts_in_place(migrated, store):
+    prefix, objects, summary, before = migrated
+    assert summary["encrypted"] == summary["kms_data_keys"] == len(objects) and summary["failed"] == 0
+    assert summary["encrypted_bytes"] == sum(map(len, objects.values()))
+    for key, data in objects.items():
+        stored = store.get_object(Bucket=BUCKET, Key=key)
+        body = stored["Body"].read()
+        assert stored["Metadata"]["owner"] == "legacy-app" and stored["ContentType"] == CONTENT_TYPE
+        assert "envelope-header" in stored["Metadata"] and "envelope-key-0" in stored["Metadata"]
+        assert body != data and stored["ETag"] != before[key]["ETag"]
+        assert store.get_object_tagging(Bucket=BUCKET, Key=key)["TagSet"] == [{"Key": "origin", "Value": "legacy"}]
+    large = next(key for key in objects if "large" in key)
+    assert store.head_object(Bucket=BUCKET, Key=large)["ETag"].endswith('-3"')  # the multipart layout, M = N
+
+
+def test_after_encrypt_existing_any_gateway_reads_them_as_encrypted_objects(migrated, s3, s3m, mig_gateway):
+    prefix, objects, _, _ = migrated
+    before = metric(mig_gateway, "envelope_plaintext_reads_total")
+    for client in (s3, s3m):  # the stack's gateway has no migration setting at all
+        for key, data in objects.items():
+            got = client.get_object(Bucket=BUCKET, Key=key)
+            assert got["Body"].read() == data and got["ServerSideEncryption"] == "aws:kms"
+            assert got["ContentType"] == CONTENT_TYPE and got["Metadata"] == {"owner": "legacy-app"}
+            if data:
+                ranged = client.get_object(Bucket=BUCKET, Key=key, Range=f"bytes={len(data) // 2}-")
+                assert ranged["Body"].read() == data[len(data) // 2:]
+        listed = {o["Key"]: o["Size"] for o in client.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["Contents"]}
+        assert listed == {key: len(data) for key, data in objects.items()}
+    assert metric(mig_gateway, "envelope_plaintext_reads_total") == before
+
+
+def test_after_encrypt_existing_the_offline_decrypt_reads_them(migrated, stack, tmp_path):
+    _, objects, _, _ = migrated
+    for key, data in objects.items():
+        result = subprocess.run([str(BIN / "envelope-gateway"), "decrypt", "--bucket", BUCKET, "--key", key,
+                                 "--endpoint-url", stack.store_url, "--out", str(tmp_path / "plain")],
+                                env=store_env(stack.store_url), capture_output=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "plain").read_bytes() == data
+
+
+def test_a_second_run_encrypts_nothing_and_calls_kms_for_nothing(migrated, stack, store):
+    prefix, objects, _, _ = migrated
+    etags = {key: store.head_object(Bucket=BUCKET, Key=key)["ETag"] for key in objects}
+    result, summary = encrypt_existing(stack, prefix)
+    assert result.returncode == 0, result.stderr
+    assert (summary["encrypted"], summary["kms_data_keys"], summary["already_encrypted"]) == (0, 0, len(objects))
+    assert {key: store.head_object(Bucket=BUCKET, Key=key)["ETag"] for key in objects} == etags
+
+
+def test_dry_run_writes_nothing(stack, store):
+    prefix = f"dry/{uuid.uuid4().hex}/"
+    put_around(store, BUCKET, prefix + "a", b"plain")
+    etag = store.head_object(Bucket=BUCKET, Key=prefix + "a")["ETag"]
+    result, summary = encrypt_existing(stack, prefix, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert (summary["encrypted"], summary["encrypted_bytes"], summary["kms_data_keys"]) == (1, 5, 0)
+    assert store.head_object(Bucket=BUCKET, Key=prefix + "a")["ETag"] == etag
+
+
+def test_objects_with_a_damaged_envelope_are_left_alone(stack, store):
+    prefix = f"damaged-skip/{uuid.uuid4().hex}/"
+    store.put_object(Bucket=BUCKET, Key=prefix + "x", Body=b"not ours to touch", Metadata={"envelope-header": "?"})
+    etag = store.head_object(Bucket=BUCKET, Key=prefix + "x")["ETag"]
+    result, summary = encrypt_existing(stack, prefix)
+    assert result.returncode == 0 and summary["already_encrypted"] == 1 and summary["kms_data_keys"] == 0
+    assert store.head_object(Bucket=BUCKET, Key=prefix + "x")["ETag"] == etag
+
+
+def test_a_kms_key_it_cannot_use_stops_the_run_and_writes_nothing(stack, store):
+    prefix = f"nokey/{uuid.uuid4().hex}/"
+    put_around(store, BUCKET, prefix + "a", b"plain")
+    etag = store.head_object(Bucket=BUCKET, Key=prefix + "a")["ETag"]
+    result = subprocess.run([str(BIN / "envelope-gateway"), "encrypt-existing", "--bucket", BUCKET, "--prefix",
+                             prefix, "--kms-key-id", "alias/does-not-exist", "--endpoint-url", stack.store_url],
+                            env=store_env(stack.store_url), capture_output=True, timeout=120)
+    assert result.returncode == 4 and b"KMS" in result.stderr, result.stderr
+    assert store.head_object(Bucket=BUCKET, Key=prefix + "a")["ETag"] == etag
+
+
+def store_kms(stack):
+    return boto3.client("kms", endpoint_url=stack.store_url, region_name=REGION, aws_access_key_id=STORE_KEY_ID,
+                        aws_secret_access_key=STORE_SECRET)
+
+
+class _Interfering:
+    """The store client, except that one call first lets another writer overwrite the object."""
+
+    def __init__(self, client, method: str, overwrite) -> None:
+        self._client, self._method, self._overwrite = client, method, overwrite
+
+    def __getattr__(self, name):
+        method = getattr(self._client, name)
+        if name != self._method or self._overwrite is None:
+            return method
+
+        def interfered(**params):
+            overwrite, self._overwrite = self._overwrite, None
+            overwrite()
+            return method(**params)
+        return interfered
+
+
+# For a multipart write the overwrite comes during the parts: S3 checks If-Match at Complete, moto does not, and
+# the tool's HEAD just before Complete catches it (only the moment between that HEAD and Complete stays open).
+@pytest.mark.parametrize("name,method", [("one-byte", "put_object"), ("multi-segment", "get_object"),
+                                         ("large", "upload_part")])
+@pytest.mark.parametrize("writer", ["gateway", "around"])
+def test_an_object_overwritten_meanwhile_is_not_clobbered(stack, store, s3m, name, method, writer):
+    prefix = f"race/{uuid.uuid4().hex}/"
+    key = prefix + name
+    put_around(store, BUCKET, key, os.urandom(SIZES[name]), PARTS if name == "large" else None)
+    newer = os.urandom(1000)
+
+    def overwrite():
+        (s3m if writer == "gateway" else store).put_object(Bucket=BUCKET, Key=key, Body=newer)
+
+    options = Options(BUCKET, stack.key_arn, prefix, part_bytes=PART)
+    summary = run_encrypt_existing(_Interfering(store, method, overwrite), store_kms(stack), options, io.StringIO())
+    assert summary.failed == 0
+    # The newer object survives: encrypted by the gateway (skipped on the second look), or encrypted in its turn.
+    assert (summary.already_encrypted, summary.encrypted) == ((1, 0) if writer == "gateway" else (0, 1))
+    assert "envelope-header" in store.head_object(Bucket=BUCKET, Key=key)["Metadata"]
+    assert s3m.get_object(Bucket=BUCKET, Key=key)["Body"].read() == newer
+
+
+def test_a_failure_mid_object_leaves_the_plaintext_object_and_no_upload(stack, store, s3m):
+    prefix = f"fail/{uuid.uuid4().hex}/"
+    key, data = prefix + "large", os.urandom(sum(PARTS))
+    put_around(store, BUCKET, key, data, PARTS)
+    etag = store.head_object(Bucket=BUCKET, Key=key)["ETag"]
+    calls = []
+
+    class Failing:
+        def __getattr__(self, name):
+            if name == "upload_part":
+                def upload_part(**params):
+                    calls.append(params["PartNumber"])
+                    if len(calls) == 2:
+                        raise ConnectionResetError("the network went away")
+                    return store.upload_part(**params)
+                return upload_part
+            return getattr(store, name)
+
+    summary = run_encrypt_existing(Failing(), store_kms(stack), Options(BUCKET, stack.key_arn, prefix, part_bytes=PART),
+                                   io.StringIO())
+    assert summary.failed == 1 and summary.failures[0]["key"] == key
+    assert store.head_object(Bucket=BUCKET, Key=key)["ETag"] == etag
+    assert s3m.get_object(Bucket=BUCKET, Key=key)["Body"].read() == data  # still served as plaintext
+    assert not store.list_multipart_uploads(Bucket=BUCKET, Prefix=prefix).get("Uploads")
+
+
+def test_an_interrupted_run_resumes_from_its_state_file(stack, store, s3m, tmp_path):
+    prefix = f"resume/{uuid.uuid4().hex}/"
+    big = os.urandom(24 * MiB)
+    put_around(store, BUCKET, prefix + "0-big", big, [8 * MiB, 8 * MiB, 8 * MiB])
+    small = {f"{prefix}{i}-small": os.urandom(1000 + i) for i in range(1, 4)}
+    for key, data in small.items():
+        put_around(store, BUCKET, key, data)
+    etag = store.head_object(Bucket=BUCKET, Key=prefix + "0-big")["ETag"]
+    state = tmp_path / "state.json"
+    process = subprocess.Popen([str(BIN / "envelope-gateway"), "encrypt-existing", "--bucket", BUCKET, "--prefix",
+                                prefix, "--kms-key-id", stack.key_arn, "--endpoint-url", stack.store_url,
+                                "--part-size", "5MiB", "--concurrency", "1", "--state-file", str(state)],
+                               env=store_env(stack.store_url), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (state.exists() and json.loads(state.read_text() or "{}").get("uploads")):
+            assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)  # mid-object: its multipart upload has started
+    finally:
+        process.wait()
+    recorded = json.loads(state.read_text())["uploads"]
+    assert list(recorded) == [prefix + "0-big"]
+    assert store.head_object(Bucket=BUCKET, Key=prefix + "0-big")["ETag"] == etag  # untouched
+    result, summary = encrypt_existing(stack, prefix, "--state-file", str(state))
+    assert result.returncode == 0, result.stderr
+    assert summary["failed"] == 0 and summary["encrypted"] + summary["already_encrypted"] == 4
+    assert not state.exists()  # a finished run removes it
+    assert not store.list_multipart_uploads(Bucket=BUCKET, Prefix=prefix).get("Uploads")  # the stale one aborted
+    for key, data in {prefix + "0-big": big, **small}.items():
+        assert "envelope-header" in store.head_object(Bucket=BUCKET, Key=key)["Metadata"]
+        assert s3m.get_object(Bucket=BUCKET, Key=key)["Body"].read() == data
