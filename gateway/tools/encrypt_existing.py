@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote, urlencode
@@ -209,8 +210,9 @@ class _Run:
                 if self.stopping.is_set():
                     raise _Stopped()
                 last = index == len(plan.table.parts) - 1
-                data = _joined([*seal_run(body.read, part.size, keys.part_key(part.number, part.salt), part.number),
-                                *([bytearray(plan.trailer)] if last else [])], plan.stored_part_size(index))
+                data = _joined(chain(seal_run(body.read, part.size, keys.part_key(part.number, part.salt),
+                                              part.number), [bytearray(plan.trailer)] if last else []),
+                               plan.stored_part_size(index))
                 answer = store_call(self.s3.upload_part, Bucket=bucket, Key=key, UploadId=upload_id,
                                     PartNumber=part.number, Body=data, ContentLength=len(data),
                                     ContentMD5=_md5(data))
