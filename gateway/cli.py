@@ -1,5 +1,5 @@
 """Command line: `envelope-gateway serve | dev | check-config | bench | decrypt | wrap | unwrap | share |
-export-signing-key`."""
+export-signing-key | encrypt-existing`."""
 from __future__ import annotations
 
 import argparse
@@ -155,6 +155,60 @@ def _unwrap(args: argparse.Namespace) -> int:
     return run_tool("unwrap", action)
 
 
+def _encrypt_existing(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from botocore.config import Config
+
+    from gateway import errors
+    from gateway.tools import aws
+    from gateway.tools.encrypt_existing import Options, encrypt_existing
+    from gateway.tools.exits import run_tool
+
+    def action() -> None:
+        options = Options(args.bucket, args.kms_key_id, args.prefix, args.concurrency, args.part_size,
+                          Path(args.state_file) if args.state_file else None, args.dry_run)
+        # Every body is in memory with its Content-MD5 (see encrypt_existing): no SDK checksum on top, which some
+        # stores refuse to combine across the parts of an upload.
+        s3 = aws.client("s3", region=args.region, endpoint_url=args.endpoint_url,
+                        config=Config(request_checksum_calculation="when_required"))
+        kms = aws.client("kms", region=args.region, endpoint_url=args.kms_endpoint_url)
+        summary = encrypt_existing(s3, kms, options)
+        print(json.dumps(summary.as_dict(options), ensure_ascii=False))
+        if summary.interrupted:
+            raise errors.UpstreamError("Interrupted: run again (with the same --state-file to continue there).")
+        if summary.failed:
+            raise errors.UpstreamError(f"{summary.failed} objects were not encrypted (listed above); run again.")
+
+    return run_tool("encrypt-existing", action)
+
+
+_ENCRYPT_EXISTING_DESCRIPTION = """\
+Encrypt in place the objects of a bucket that were written around the gateway (no envelope metadata), with the
+AWS SDK's default credentials for the store and KMS. Each object is read once, encrypted exactly as the gateway
+encrypts (one KMS GenerateDataKey per object, under the gateway's --kms-key-id) and written back under the same
+key, only if it is still the object that was read (If-Match). User metadata, Content-Type and the other content
+headers, the storage class and tags are kept. Objects up to --part-size go back in one PutObject, larger ones as
+a multipart upload in parts of that size; a failure leaves the plaintext object as it was. Objects that already
+have envelope metadata are skipped, so running it again is safe and cheap. A JSON summary goes to standard
+output; see docs/KEYS.md, "Migrating existing plaintext buckets".
+
+exit codes: 0 done; 2 bad arguments or state file; 4 some objects were not encrypted (listed on standard error),
+the run was interrupted, or KMS or the store failed: run it again."""
+
+
+def _byte_size(text: str) -> int:
+    """A size in bytes: a number, optionally with KiB, MiB or GiB (binary units)."""
+    units = {"kib": 1024, "mib": 1024**2, "gib": 1024**3}
+    lowered = text.strip().lower()
+    for suffix, factor in units.items():
+        if lowered.endswith(suffix) and lowered[:-len(suffix)].strip().isdigit():
+            return int(lowered[:-len(suffix)]) * factor
+    if lowered.isdigit():
+        return int(lowered)
+    raise argparse.ArgumentTypeError(f"not a size in bytes (e.g. 8MiB): {text!r}")
+
+
 _DECRYPT_DESCRIPTION = """\
 Decrypt one object without a gateway, with the AWS SDK's default credentials (environment, shared config,
 instance or pod role) for KMS Decrypt and, reading from the store, for the store itself. Every byte written has
@@ -286,6 +340,31 @@ def _add_tools(commands: argparse._SubParsersAction) -> None:
     unwrap.add_argument("--key-id", help="accept only this KMS key (id, ARN or alias); default: the one recorded")
     _kms_options(unwrap)
     unwrap.set_defaults(func=_unwrap)
+
+    from gateway.tools.encrypt_existing import DEFAULT_CONCURRENCY, DEFAULT_PART_BYTES
+
+    existing = commands.add_parser("encrypt-existing", help="encrypt in place the objects of a bucket written "
+                                                            "around the gateway (migration)",
+                                   description=_ENCRYPT_EXISTING_DESCRIPTION,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    existing.add_argument("--bucket", required=True, help="the bucket to encrypt")
+    existing.add_argument("--kms-key-id", required=True, metavar="KEY",
+                          help="the KMS key that wraps the data keys: the gateway's kms.key_id (id, ARN or alias)")
+    existing.add_argument("--prefix", default="", help="only keys starting with this")
+    existing.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, metavar="N",
+                          help=f"objects encrypted at once (default {DEFAULT_CONCURRENCY}); memory is about "
+                               "--part-size per object")
+    existing.add_argument("--part-size", type=_byte_size, default=DEFAULT_PART_BYTES, metavar="BYTES",
+                          help="objects up to this size are written with one PutObject, larger ones in parts of "
+                               "this size (5MiB .. 5GiB; default 8MiB)")
+    existing.add_argument("--state-file", metavar="FILE",
+                          help="progress, so that an interrupted run continues where it stopped (removed when "
+                               "a run finishes)")
+    existing.add_argument("--dry-run", action="store_true", help="list what would be encrypted; write nothing")
+    existing.add_argument("--endpoint-url", metavar="URL",
+                          help="the object store; default: the SDK chain (AWS_ENDPOINT_URL_S3) or AWS S3")
+    _kms_options(existing)
+    existing.set_defaults(func=_encrypt_existing)
 
 
 def main(argv: list[str] | None = None) -> None:

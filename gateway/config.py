@@ -25,7 +25,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import yaml
@@ -36,9 +36,11 @@ from pydantic_core import PydanticCustomError, core_schema
 from gateway.s3.access import ACCESS_WORDS, BucketPolicy
 
 __all__ = ["ConfigError", "HostPort", "TLS", "Upstream", "KMS", "KeyCache", "KMSRetry", "KMSBreaker",
-           "BucketKeySettings", "KeyRuleSettings", "SecondaryKMS", "Client", "Crypto", "Settings", "load_settings", "redacted_dict",
+           "BucketKeySettings", "KeyRuleSettings", "SecondaryKMS", "Migration", "Client", "Crypto", "Settings",
+           "load_settings", "redacted_dict",
            "effective_cpu_count", "ENV_PREFIX"]
 
+T = TypeVar("T", list[str], dict[str, str])
 ENV_PREFIX = "ENVELOPE_"
 ENV_NESTING = "__"
 SEGMENT_BYTES = 64 * 1024
@@ -224,6 +226,13 @@ def _validate_domain(value: str) -> str:
 Domain = Annotated[str, AfterValidator(_validate_domain)]
 
 
+def _bucket_patterns(value: T) -> T:
+    """Bucket names or shell-style patterns (`logs-*`): the keys of a mapping, or the items of a list."""
+    if any(not name.strip() or "/" in name for name in value):
+        raise _invalid("bucket names and patterns must be non-empty and contain no '/'")
+    return value
+
+
 # --- the settings ----------------------------------------------------------------------------------------------
 
 class _Section(BaseModel):
@@ -341,9 +350,7 @@ class BucketKeySettings(_Section):
     @field_validator("buckets")
     @classmethod
     def _buckets(cls, value: list[str]) -> list[str]:
-        if any(not name.strip() or "/" in name for name in value):
-            raise _invalid("bucket names and patterns must be non-empty and contain no '/'")
-        return value
+        return _bucket_patterns(value)
 
 
 def _check_key_id(value: str) -> str:
@@ -394,6 +401,18 @@ class KMS(_Service):
     bucket_keys: BucketKeySettings | None = None
 
 
+class Migration(_Section):
+    """Migrating buckets that hold objects written around the gateway (docs/KEYS.md, "Migrating existing
+    plaintext buckets"): in these buckets an object with no `envelope-*` metadata at all is served as it is
+    stored (read-only, counted and audited) instead of being refused."""
+    plaintext_read_buckets: list[str] = Field(default_factory=list)  # names or shell-style patterns
+
+    @field_validator("plaintext_read_buckets")
+    @classmethod
+    def _buckets(cls, value: list[str]) -> list[str]:
+        return _bucket_patterns(value)
+
+
 class Client(_Section):
     """A SigV4 identity allowed to call the gateway."""
     access_key_id: str
@@ -424,9 +443,7 @@ class Client(_Section):
     @field_validator("buckets")
     @classmethod
     def _buckets(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value is not None and any(not name.strip() or "/" in name for name in value):
-            raise _invalid("bucket names and patterns must be non-empty and contain no '/'")
-        return value
+        return value if value is None else _bucket_patterns(value)
 
     def bucket_policy(self) -> BucketPolicy:
         return BucketPolicy(None if self.buckets is None
@@ -467,6 +484,7 @@ class Settings(_Section):
     clients: list[Client] = Field(default_factory=list, validate_default=True)
     virtual_host_domains: list[Domain] = Field(default_factory=list)
     crypto: Crypto = Field(default_factory=Crypto)
+    migration: Migration = Field(default_factory=Migration)
     max_skew_seconds: Int = Field(900, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"

@@ -214,5 +214,10 @@ class UpstreamError(S3Error):
     code, status, default_message = "ServiceUnavailable", 503, "The object store is unavailable."
 
 
+class ObjectChanged(UpstreamError):
+    """A request pinned to an object's ETag (If-Match) found another object under its key: overwritten meanwhile."""
+    default_message = "The object changed while it was being read; retry."
+
+
 class SlowDown(S3Error):
     code, status, default_message = "SlowDown", 503, "Please reduce your request rate."

@@ -117,6 +117,7 @@ async def run(settings: Settings, overrides: Overrides | None = None,
                  batch_bytes=settings.crypto.batch_bytes,
                  inflight_batches=settings.crypto.inflight_batches_per_request,
                  max_skew_seconds=settings.max_skew_seconds,
+                 plaintext_read_buckets=tuple(settings.migration.plaintext_read_buckets),
                  budget=BatchBudget(settings.crypto.buffer_budget_bytes, settings.crypto.batch_bytes),
                  tables=TableCache())
 

@@ -14,12 +14,28 @@ _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 
 
-def upstream_range(range_value: str | None) -> str | None:
+def upstream_range(range_value: str | None, plaintext_possible: bool = False) -> str | None:
     """The `Range` to send upstream for a client's `Range`, or None to fetch the whole object.
 
     Forms S3 ignores (absent, unparsable, multi-range) fetch everything; the final decision, including 416,
-    is made once the size is known.
+    is made once the size is known. `plaintext_possible` (a bucket opted in to plaintext reads, where the object
+    may be stored as plaintext): the range also covers the client's bytes as they are, so either kind of object
+    is served from this one response, and a range a plaintext object satisfies is never a 416 upstream.
     """
+    widened = _widened(range_value)
+    if not plaintext_possible or widened is None:
+        return widened
+    first, last = _RANGE.match(range_value or "").groups()  # type: ignore[union-attr]  # widened: it matched
+    if first == "":
+        return widened  # the last ceil(n/S) + 1 sealed segments hold more than n bytes
+    start = min(int(first), int(widened[len("bytes="):].partition("-")[0]))
+    if last == "":
+        return f"bytes={start}-"
+    end = max(int(last), int(widened.rpartition("-")[2]))
+    return f"bytes={start}-{end}"
+
+
+def _widened(range_value: str | None) -> str | None:
     match = _RANGE.match(range_value or "")
     if match is None:
         return None

@@ -9,13 +9,13 @@ zeroed when the key is replaced.
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from gateway.format.bucketkey import SCHEME_BUCKET_KEY, BucketKeyBlob, derive_dek, new_object_salt
 from gateway.format.envelope import WrappedKey
+from gateway.s3.access import bucket_matches
 
 # (plaintext bucket key, [(its KMS CiphertextBlob, the ARN of the KMS key that wrapped it), …]): one copy per KMS
 # key it is wrapped under (the master key, and a second KMS key if there is one).
@@ -30,7 +30,7 @@ class BucketKeyPolicy:
     max_objects: int
 
     def applies(self, bucket: str) -> bool:
-        return any(pattern == bucket or fnmatch.fnmatchcase(bucket, pattern) for pattern in self.buckets)
+        return bucket_matches(self.buckets, bucket)
 
 
 class _BucketKey:

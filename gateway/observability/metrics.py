@@ -78,6 +78,9 @@ class Metrics:
         self.tamper_detections = Counter("envelope_tamper_detections_total",
                                          "Stored objects that failed authentication (commitment, tag, framing).",
                                          registry=r)
+        self.plaintext_reads = Counter("envelope_plaintext_reads_total",
+                                       "Objects without envelope metadata served as stored (plaintext), in a bucket "
+                                       "opted in to plaintext reads for its migration.", registry=r)
         self.auth_failures = Counter("envelope_auth_failures_total", "Client requests refused by authentication.",
                                      ["code"], registry=r)
         for direction in ("in", "out"):

@@ -10,7 +10,7 @@ from gateway.proxy.pool import CryptoPool
 from gateway.proxy.tablecache import TableCache
 from gateway.proxy.uploadstate import UploadStates
 from gateway.proxy.upstream import Upstream
-from gateway.s3.access import BucketPolicy
+from gateway.s3.access import BucketPolicy, bucket_matches
 
 
 @dataclass
@@ -29,6 +29,8 @@ class Gateway:
     inflight_batches: int = 4
     max_skew_seconds: int = 900
     wrapped_copies: int = 1  # KMS-wrapped copies of each data key in an object's metadata (2 with kms.secondary)
+    # migration.plaintext_read_buckets: where objects without envelope metadata are served as stored
+    plaintext_read_buckets: tuple[str, ...] = ()
     ready: bool = False
     inflight: int = 0  # S3 requests being handled, for draining at shutdown
 
@@ -38,3 +40,7 @@ class Gateway:
     def policy_for(self, access_key_id: str) -> BucketPolicy:
         # Only verified identities get here; a client configured without `buckets` may use every bucket.
         return self.client_policies.get(access_key_id, BucketPolicy())
+
+    def reads_plaintext(self, bucket: str) -> bool:
+        """Whether objects written around the gateway (no envelope metadata at all) are served as stored here."""
+        return bucket_matches(self.plaintext_read_buckets, bucket)

@@ -20,18 +20,19 @@ from gateway.format.envelope import (FLAG_MULTIPART_LAYOUT, Header, WrappedKey, 
 from gateway.format.multipart import store_part_ranges
 from gateway.proxy.context import Gateway
 from gateway.proxy.headers import CLIENT_SSE_HEADERS, client_response_headers, forwardable_request_headers
-from gateway.proxy.objectreader import ObjectReader
+from gateway.proxy.objectreader import ObjectReader, PlaintextBody, UpstreamAnswer
 from gateway.proxy.passthrough import read_control_body
-from gateway.proxy.responses import result_document, sse_headers
-from gateway.proxy.upload import reserved_metadata_bytes
+from gateway.proxy.responses import read_upto, relay_upstream_error, result_document, sse_headers
+from gateway.proxy.upload import (MAX_SINGLE_PUT_PLAINTEXT_BYTES, new_object, reserved_metadata_bytes,
+                                  seal_client_body, send_sealed)
 from gateway.proxy.uploadstate import is_reserved_key
 from gateway.s3.addressing import Target
 from gateway.s3.copy import CopySource, metadata_directive, parse_copy_source, source_conditions
 from gateway.s3.metadata import META_PREFIX, RESERVED_PREFIX, check_client_metadata, envelope_fields
-from gateway.s3.multipart_xml import (complete_request_body, http_date_iso, multipart_part_count, parse_upload_id,
-                                      result_etag)
+from gateway.s3.multipart_xml import (complete_request_body, http_date_iso, multipart_part_count, normalise_etag,
+                                      parse_upload_id, result_etag)
 from gateway.s3.sigv4 import VerifiedRequest
-from gateway.s3.xml import DECLARATION, S3_NAMESPACE, parse_error
+from gateway.s3.xml import DECLARATION, S3_NAMESPACE, parse_error, tagging_header
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ _COPIED_HEADERS = ("content-type", "content-encoding", "content-disposition", "c
                    "expires", "x-amz-website-redirect-location")
 # UploadPartCopy requests of one multipart copy in flight at once.
 _PARALLEL_PART_COPIES = 4
+# A tag set holds at most 10 tags of 128 + 256 characters.
+_MAX_TAGGING_BYTES = 64 * 1024
 
 
 async def copy_object(gw: Gateway, request: web.Request, target: Target, verified: VerifiedRequest
@@ -59,10 +62,15 @@ async def copy_object(gw: Gateway, request: web.Request, target: Target, verifie
     reencrypt = "x-amz-server-side-encryption" in request.headers
 
     head = await _head_source(gw, source, source_conditions(request.headers))
-    envelope, wrapped = parse_metadata(envelope_fields(head))
+    fields = envelope_fields(head)
+    # An object written around the gateway, in a bucket opted in to plaintext reads: its copy is encrypted (which
+    # also makes a copy onto itself legal: it changes the object's encryption, as S3 allows).
+    plaintext = not fields and gw.reads_plaintext(source.bucket)
+    if not plaintext:
+        envelope, wrapped = parse_metadata(fields)
     if directive == "COPY":
         if (source.bucket, source.key, source.version_id) == (target.bucket, target.key, None) and not reencrypt \
-                and not any(name in headers for name in ("x-amz-storage-class", "x-amz-website-redirect-location")):
+                and not plaintext and not any(name in headers for name in ("x-amz-storage-class", "x-amz-website-redirect-location")):
             raise errors.InvalidRequest(
                 "This copy request is illegal because it is trying to copy an object to itself without changing "
                 "the object's metadata, storage class, website redirect location or encryption attributes.")
@@ -73,12 +81,19 @@ async def copy_object(gw: Gateway, request: web.Request, target: Target, verifie
                         or name.lower() in _COPIED_HEADERS})
     else:
         check_client_metadata(request.headers, reserved_bytes=reserved_metadata_bytes(gw))
+    etag = head.get("ETag", "")
+    if plaintext:
+        failed, body, out, key_id = await _encrypt_plaintext_source(gw, source, target, headers, etag,
+                                                                    verified.access_key_id)
+        if failed is not None:
+            return failed
+        out.update(sse_headers(key_id))
+        return _copy_response(body, out, source)
     rewrapped = await gw.keys.rewrap(wrapped, encryption_context(source.bucket, source.key),
                                      encryption_context(target.bucket, target.key), verified.access_key_id)
     for name, value in metadata_for(envelope, rewrapped).items():
         headers["x-amz-meta-" + name] = value
 
-    etag = head.get("ETag", "")
     if envelope.flags & FLAG_MULTIPART_LAYOUT:
         body, out = await _copy_in_parts(gw, source, target, headers, etag, int(head.get("Content-Length", "0")),
                                          envelope, wrapped, verified)
@@ -91,9 +106,67 @@ async def copy_object(gw: Gateway, request: web.Request, target: Target, verifie
         if failed is not None:
             return failed
     out.update(sse_headers(rewrapped[0].key_id))
+    return _copy_response(body, out, source)
+
+
+def _copy_response(body: bytes, out: dict[str, str], source: CopySource) -> web.Response:
     if source.version_id:
         out["x-amz-copy-source-version-id"] = source.version_id
     return web.Response(status=200, body=body, headers={**out, "Content-Type": "application/xml"})
+
+
+def _copy_result(etag: str) -> bytes:
+    result = (f'<CopyObjectResult xmlns="{S3_NAMESPACE}"><LastModified>{http_date_iso(time.time())}</LastModified>'
+              f'<ETag>"{etag}"</ETag></CopyObjectResult>')
+    return DECLARATION + result.encode()
+
+
+async def _encrypt_plaintext_source(gw: Gateway, source: CopySource, target: Target, headers: dict[str, str],
+                                    etag: str, principal: str
+                                    ) -> tuple[web.Response | None, bytes, dict[str, str], str]:
+    """Copy an object written around the gateway (migration): its bytes pass through the gateway and are
+    encrypted like a PutObject's, pinned to the ETag just seen. (One request: S3 copies at most 5 GiB in one
+    CopyObject as well.) (the error response to relay or None, the result document, headers, KMS key)."""
+    assert target.bucket is not None and target.key is not None
+    if headers.pop("x-amz-tagging-directive", "COPY").upper() == "COPY":
+        # The store copies tags itself only in a store-side copy; this is a new PUT.
+        headers.pop("x-amz-tagging", None)
+        tags = await _source_tags(gw, source)
+        if tags:
+            headers["x-amz-tagging"] = tags
+    reader = ObjectReader(gw, source.bucket, source.key, principal, source.query(), conditions={"if-match": etag})
+    try:
+        try:
+            plain = await reader.open()
+        except UpstreamAnswer as answer:
+            if answer.response.status == 412:
+                raise errors.UpstreamError("The copy source changed while it was being copied; retry.") from None
+            return await relay_upstream_error(answer.response), b"", {}, ""
+        if plain.length > MAX_SINGLE_PUT_PLAINTEXT_BYTES:
+            raise errors.InvalidRequest("The specified copy source is larger than the maximum allowable size for a "
+                                        "copy source: 5368709120")
+        assert plain.views is not None
+        object_key, wrapped = await new_object(gw, target.bucket, target.key, principal, headers)
+        sealed = await seal_client_body(gw, PlaintextBody(plain.views, plain.length), object_key)
+        response = await send_sealed(gw, sealed, target.bucket, target.key, [], headers)
+    finally:
+        reader.close()
+    async with response:
+        if response.status != 200:
+            return await relay_upstream_error(response), b"", {}, ""
+        new_etag = normalise_etag(response.headers.get("ETag", ""))
+        out = {name: value for name, value in client_response_headers(response.headers).items()
+               if name.lower() != "etag"}  # in the result document: a CopyObject answer has no ETag header
+    return None, _copy_result(new_etag), out, wrapped[0].key_id
+
+
+async def _source_tags(gw: Gateway, source: CopySource) -> str:
+    response = await gw.upstream.request("GET", source.bucket, source.key, [("tagging", ""), *source.query()])
+    async with response:
+        body = await read_upto(response, _MAX_TAGGING_BYTES)
+        if response.status != 200:
+            raise errors.UpstreamError("The object store did not give the copy source's tags.")
+    return tagging_header(body)
 
 
 async def _head_source(gw: Gateway, source: CopySource, conditions: dict[str, str]) -> dict[str, str]:
@@ -158,10 +231,7 @@ async def _copy_in_parts(gw: Gateway, source: CopySource, target: Target, header
     except BaseException:
         await _abort(gw, target, upload_id)
         raise
-    new_etag = result_etag(body, "CompleteMultipartUpload response")
-    result = (f'<CopyObjectResult xmlns="{S3_NAMESPACE}"><LastModified>{http_date_iso(time.time())}</LastModified>'
-              f'<ETag>"{new_etag}"</ETag></CopyObjectResult>')
-    return DECLARATION + result.encode(), out
+    return _copy_result(result_etag(body, "CompleteMultipartUpload response")), out
 
 
 async def _abort(gw: Gateway, target: Target, upload_id: str) -> None:

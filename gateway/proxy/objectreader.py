@@ -23,6 +23,7 @@ from gateway.format.multipart import MAX_PARTS
 from gateway.format.reading import (Run, multipart_plaintext_size, object_run, one_request_plaintext_size,
                                     part_runs, table_from_tail, table_tail_fetch_size, table_tail_refetch_size)
 from gateway.format.sizes import SEALED_SEGMENT_SIZE_BYTES, SEGMENT_SIZE_BYTES, covering_segments
+from gateway.observability.logs import audit
 from gateway.proxy.budget import Lease
 from gateway.proxy.context import Gateway
 from gateway.proxy.headers import client_response_headers
@@ -99,6 +100,16 @@ async def _stored_views(content: aiohttp.StreamReader, skip: int, need: int) -> 
             yield view
 
 
+async def _relayed(content: aiohttp.StreamReader, skip: int, need: int) -> AsyncIterator[memoryview]:
+    """Stored bytes served as they are (a plaintext object): a body cut short is the store's failure, not
+    tampering."""
+    try:
+        async for view in _stored_views(content, skip, need):
+            yield view
+    except errors.TamperedCiphertext:
+        raise errors.UpstreamError("The object store's response broke off; retry.") from None
+
+
 async def _sealed_batches(content: aiohttp.StreamReader, skip: int, runs: list[Run], lease: Lease
                           ) -> AsyncIterator[_Sealed]:
     """The runs' stored bytes, cut into batches of whole sealed segments that never straddle two runs: lists of
@@ -159,7 +170,9 @@ class ObjectReader:
             if plain is not None:
                 return plain
         headers = dict(self.conditions)
-        fetch = None if self.head or self.part_number is not None else upstream_range(self.range_value)
+        plaintext_possible = self.gw.reads_plaintext(self.bucket)
+        fetch = None if self.head or self.part_number is not None else upstream_range(self.range_value,
+                                                                                       plaintext_possible)
         if fetch is not None:
             headers["range"] = fetch
         response = await self.gw.upstream.request("HEAD" if self.head else "GET", self.bucket, self.key, self.query,
@@ -169,8 +182,13 @@ class ObjectReader:
             raise errors.InvalidRange()
         if response.status >= 300:
             raise UpstreamAnswer(response)
-        envelope, wrapped = parse_metadata(envelope_fields(response.headers))
+        fields = envelope_fields(response.headers)
         window = _window(response)
+        if not fields and plaintext_possible:
+            # Only an object with no envelope field at all: one whose envelope is damaged or partly stripped is
+            # still refused below, never downgraded to "plaintext".
+            return await self._stored_plaintext(response, window)
+        envelope, wrapped = parse_metadata(fields)
         out = self._client_headers(response, wrapped)
         etag = response.headers.get("ETag", "")
         if envelope.flags & FLAG_MULTIPART_LAYOUT:
@@ -188,6 +206,48 @@ class ObjectReader:
         views = self._views(response, window, span.ciphertext_start, span.ciphertext_end,
                             [object_run(object_key, span)], span.skip_bytes, span.length)
         return Plaintext(status, out, span.length, etag, views)
+
+    async def _stored_plaintext(self, response: aiohttp.ClientResponse, window: _Window) -> Plaintext:
+        """An object written around the gateway, in a bucket opted in to plaintext reads (migration): served as
+        it is stored, every read counted and audited. Its ETag, size and parts are the store's own."""
+        etag = response.headers.get("ETag", "")
+        self.gw.metrics.plaintext_reads.inc()
+        audit("PlaintextRead", "served", principal=self.principal, bucket=self.bucket, key=self.key)
+        if self.part_number is not None:
+            # Where a plaintext object's parts start only the store knows: it is asked for the part itself.
+            response.close()
+            response = await self.gw.upstream.request("HEAD" if self.head else "GET", self.bucket, self.key,
+                                                      [*self.query, ("partNumber", str(self.part_number))],
+                                                      self.conditions)
+            self._responses.append(response)
+            if response.status == 416:
+                raise errors.InvalidPartNumber()
+            if response.status >= 300:
+                raise UpstreamAnswer(response)
+            if envelope_fields(response.headers):
+                # Replaced by an encrypted object meanwhile. (Not pinned with If-Match: a store may compare it
+                # with the part's ETag, as moto does.)
+                raise errors.ObjectChanged()
+            etag = response.headers.get("ETag", "")
+            if response.status == 200 and not self.head and (multipart_part_count(etag) or 1) > 1:
+                # The whole object where a part was asked for (moto does this): never served as the part.
+                raise errors.NotImplementedS3("The object store does not serve parts of this object by number.")
+            window = _window(response)
+            selected: tuple[int, int] | None = (window.first, window.last) if response.status == 206 else None
+        else:
+            selected = parse_range(self.range_value, window.total)
+        out = client_response_headers(response.headers)
+        out["Accept-Ranges"] = "bytes"
+        start, end = selected if selected is not None else (0, window.total - 1)
+        length = end - start + 1
+        status = _range_headers(out, selected, window.total, length)
+        if self.head or not length:
+            return Plaintext(status, out, length, etag, None if self.head else _nothing())
+        if not window.covers(start, end):
+            response.close()
+            response = await self._fetch(etag, f"bytes={start}-{end}")
+            window = _window(response)
+        return Plaintext(status, out, length, etag, _relayed(response.content, start - window.first, length))
 
     async def _multipart(self, response: aiohttp.ClientResponse, envelope: Header, wrapped: list[WrappedKey],
                          window: _Window, out: dict[str, str], etag: str) -> Plaintext:
@@ -303,7 +363,7 @@ class ObjectReader:
                                                   {"range": byte_range, "if-match": etag})
         self._responses.append(response)
         if response.status == 412:
-            raise errors.UpstreamError("The object changed while it was being read; retry.")
+            raise errors.ObjectChanged()
         if response.status != 206:
             raise errors.UpstreamError("The object store did not return the byte range asked for.")
         return response

@@ -1,6 +1,7 @@
 """Operations the gateway does not transform: verified, re-signed and relayed; listings get plaintext sizes."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -20,7 +21,8 @@ from gateway.s3.addressing import Target
 from gateway.s3.operations import Operation
 from gateway.s3.sigv4 import VerifiedRequest
 from gateway.s3.multipart_xml import delete_request_keys, multipart_part_count
-from gateway.s3.xml import parse_error, rewrite_listing
+from gateway.s3.metadata import envelope_fields
+from gateway.s3.xml import ListedObject, listed_objects, parse_error, rewrite_listing
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 MAX_CONTROL_BODY_BYTES = 4 * 1024 * 1024
 # A listing page holds at most 1,000 entries; even with long keys it stays well below this.
 MAX_LISTING_BYTES = 32 * 1024 * 1024
+# HEADs in flight per listing page of a bucket opted in to plaintext reads (a page names up to 1,000 objects).
+_LISTING_HEADS_IN_FLIGHT = 16
 
 
 async def read_control_body(request: web.Request, verified: VerifiedRequest) -> bytes:
@@ -116,7 +120,31 @@ async def list_objects(gw: Gateway, request: web.Request, target: Target, verifi
             return await relay_upstream_error(response)
         body = await _read_limited(response, MAX_LISTING_BYTES)
         out = client_response_headers(response.headers)
-        return web.Response(status=200, body=rewrite_listing(body, listed_size, is_reserved_key), headers=out)
+    plaintext = await _plaintext_objects(gw, target.bucket, body) if gw.reads_plaintext(target.bucket) else set()
+    return web.Response(status=200, body=rewrite_listing(body, listed_size, is_reserved_key, plaintext), headers=out)
+
+
+async def _plaintext_objects(gw: Gateway, bucket: str, body: bytes) -> set[tuple[str, str | None]]:
+    """(key, version id) of the listed objects that have no envelope metadata, in a bucket opted in to plaintext
+    reads: their listed size is their stored size. Nothing in a listing tells such an object from an encrypted
+    one, so each costs a HEAD (bounded concurrency); objects whose stored size no encrypted object can have are
+    shown as stored anyway and need none."""
+    candidates = [entry for entry in listed_objects(body)
+                  if not is_reserved_key(entry.key) and listed_size(entry.stored_size, entry.etag) is not None]
+    limit = asyncio.Semaphore(_LISTING_HEADS_IN_FLIGHT)
+
+    async def stored_as_plaintext(entry: ListedObject) -> bool:
+        async with limit:
+            # Version "null" (written while the bucket was unversioned) is asked for as the current object: not
+            # every store takes versionId=null. (Only a null version that is no longer current is then mis-sized.)
+            query = [("versionId", entry.version_id)] if entry.version_id not in (None, "null") else []
+            response = await gw.upstream.request("HEAD", bucket, entry.key, query)
+            response.close()
+            # An object deleted or replaced since the listing keeps the computed size, as without migration.
+            return response.status == 200 and not envelope_fields(response.headers)
+
+    found = await asyncio.gather(*map(stored_as_plaintext, candidates))
+    return {(entry.key, entry.version_id) for entry, plain in zip(candidates, found) if plain}
 
 
 async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:

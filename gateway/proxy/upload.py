@@ -14,7 +14,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway import errors
-from gateway.format.envelope import ObjectKey, encryption_context, metadata_for, new_object_key
+from gateway.format.envelope import ObjectKey, WrappedKey, encryption_context, metadata_for, new_object_key
 from gateway.format.segments import seal_batch
 from gateway.format.sizes import SEGMENT_SIZE_BYTES, ciphertext_size, largest_plaintext_within
 from gateway.proxy.body import ClientBody
@@ -163,6 +163,17 @@ async def send_sealed(gw: Gateway, sealed: SealedBody, bucket: str, key: str, qu
     return response
 
 
+async def new_object(gw: Gateway, bucket: str, key: str, principal: str, headers: dict[str, str]
+                     ) -> tuple[ObjectKey, list[WrappedKey]]:
+    """A new one-request object's key (one KMS GenerateDataKey), its envelope added to the upstream `headers`."""
+    dek, wrapped = await gw.keys.generate(encryption_context(bucket, key), principal)
+    envelope, object_key = new_object_key(dek)
+    del dek  # only the derived object key is needed from here on
+    for name, value in metadata_for(envelope, wrapped).items():
+        headers["x-amz-meta-" + name] = value
+    return object_key, wrapped
+
+
 async def put_object(gw: Gateway, request: web.Request, target: Target, verified: VerifiedRequest) -> web.Response:
     assert target.bucket is not None and target.key is not None
     check_client_metadata(request.headers, reserved_bytes=reserved_metadata_bytes(gw))
@@ -170,11 +181,7 @@ async def put_object(gw: Gateway, request: web.Request, target: Target, verified
     body = ClientBody(request, verified)
     if body.length > MAX_SINGLE_PUT_PLAINTEXT_BYTES:
         raise errors.EntityTooLarge(ProposedSize=str(body.length), MaxSizeAllowed=str(MAX_SINGLE_PUT_PLAINTEXT_BYTES))
-    dek, wrapped = await gw.keys.generate(encryption_context(target.bucket, target.key), verified.access_key_id)
-    envelope, object_key = new_object_key(dek)
-    del dek  # only the derived object key is needed from here on
-    for name, value in metadata_for(envelope, wrapped).items():
-        headers["x-amz-meta-" + name] = value
+    object_key, wrapped = await new_object(gw, target.bucket, target.key, verified.access_key_id, headers)
     sealed = await seal_client_body(gw, body, object_key)
     response = await send_sealed(gw, sealed, target.bucket, target.key, target.query, headers)
     async with response:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from gateway import errors
@@ -31,6 +31,11 @@ def required_access(operation_name: str) -> Access:
     return Access.READ if operation_name.startswith(("Get", "Head", "List")) else Access.WRITE
 
 
+def bucket_matches(patterns: Iterable[str], bucket: str) -> bool:
+    """Whether a bucket is named by one of these bucket names or shell-style patterns (`logs-*`)."""
+    return any(pattern == bucket or fnmatch.fnmatchcase(bucket, pattern) for pattern in patterns)
+
+
 @dataclass(frozen=True)
 class BucketPolicy:
     """A client's grants: bucket name or shell-style pattern (`logs-*`) → access. `None` grants: every bucket,
@@ -42,7 +47,7 @@ class BucketPolicy:
             return True
         granted = Access(0)
         for pattern, grant in self.grants.items():
-            if pattern == bucket or fnmatch.fnmatchcase(bucket, pattern):
+            if bucket_matches((pattern,), bucket):
                 granted |= grant
         return access in granted
 

@@ -8,8 +8,9 @@ which the client's parser would then read back as a line feed.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from urllib.parse import unquote_plus
+from collections.abc import Callable, Container, Mapping
+from dataclasses import dataclass
+from urllib.parse import quote, unquote_plus, urlencode
 from xml.etree.ElementTree import Element
 
 import defusedxml.ElementTree as SafeET
@@ -104,21 +105,56 @@ def _int(text: str | None) -> int | None:
     return int(text) if text.isascii() and text.isdigit() else None
 
 
-def rewrite_listing(body: bytes, size_of: Callable[[int, str], int | None],
-                    hide_key: Callable[[str], bool] = lambda key: False) -> bytes:
-    """Rewrite a ListObjects (v1, v2), ListObjectVersions or ListParts result: each entry's <Size> becomes
-    size_of(stored size, ETag) (None: left as it is), and entries (and common prefixes) whose key hide_key()
-    names are dropped. Any other document is returned unchanged."""
+@dataclass(frozen=True)
+class ListedObject:
+    key: str  # decoded (a listing with encoding-type=url has it form-encoded)
+    version_id: str | None  # ListObjectVersions only
+    stored_size: int
+    etag: str
+
+
+def _listing(body: bytes) -> tuple[Element, str, str, set[str] | None, bool]:
+    """(root, namespace, document kind, the names of its entries or None if not a listing, URL-encoded keys)."""
     try:
         root = _parse(body)
     except (SafeET.ParseError, DefusedXmlException, ValueError):
         # Passing it through would show stored (ciphertext) sizes and hidden keys as if they were the truth.
         raise errors.InternalError("The object store returned a listing the gateway could not read.") from None
     uri, kind = _split(root.tag)
-    entry_names = _ENTRIES.get(kind)
+    url_encoded = (_child_text(root, "EncodingType") or "").strip().lower() == "url"
+    return root, uri, kind, _ENTRIES.get(kind), url_encoded
+
+
+def _entry_key(entry: Element, url_encoded: bool) -> str | None:
+    raw_key = _child_text(entry, "Key")
+    # S3 encodes keys form-style with encoding-type=url (botocore decodes them with unquote_plus).
+    return unquote_plus(raw_key) if raw_key is not None and url_encoded else raw_key
+
+
+def listed_objects(body: bytes) -> list[ListedObject]:
+    """The objects (and object versions) a ListObjects (v1, v2) or ListObjectVersions result names, with their
+    stored sizes; delete markers and any other document give none."""
+    root, _, _, entry_names, url_encoded = _listing(body)
+    out = []
+    for entry in root:
+        if entry_names is None or _split(entry.tag)[1] not in entry_names:
+            continue  # (parts of a ListParts result have no key, so they are not taken either)
+        key, stored = _entry_key(entry, url_encoded), _int(_child_text(entry, "Size"))
+        if key is not None and stored is not None:
+            out.append(ListedObject(key, _child_text(entry, "VersionId"), stored, _child_text(entry, "ETag") or ""))
+    return out
+
+
+def rewrite_listing(body: bytes, size_of: Callable[[int, str], int | None],
+                    hide_key: Callable[[str], bool] = lambda key: False,
+                    stored_as_is: Container[tuple[str, str | None]] = frozenset()) -> bytes:
+    """Rewrite a ListObjects (v1, v2), ListObjectVersions or ListParts result: each entry's <Size> becomes
+    size_of(stored size, ETag) (None: left as it is) unless its (key, version id) is in `stored_as_is`, and
+    entries (and common prefixes) whose key hide_key() names are dropped. Any other document is returned
+    unchanged."""
+    root, uri, kind, entry_names, url_encoded = _listing(body)
     if entry_names is None:
         return body
-    url_encoded = (_child_text(root, "EncodingType") or "").strip().lower() == "url"
 
     dropped = 0
     last_key: str | None = None
@@ -132,17 +168,16 @@ def rewrite_listing(body: bytes, size_of: Callable[[int, str], int | None],
             continue
         if local not in entry_names:
             continue
-        raw_key = _child_text(entry, "Key")
-        if raw_key is not None:
+        raw_key, key = _child_text(entry, "Key"), _entry_key(entry, url_encoded)
+        if raw_key is not None and key is not None:
             last_key = raw_key
-            # S3 encodes keys form-style with encoding-type=url (botocore decodes them with unquote_plus).
-            if hide_key(unquote_plus(raw_key) if url_encoded else raw_key):
+            if hide_key(key):
                 root.remove(entry)
                 dropped += 1
                 continue
         size_elem = _child(entry, "Size")
         stored = _int(size_elem.text) if size_elem is not None else None
-        if size_elem is not None and stored is not None:
+        if size_elem is not None and stored is not None and (key, _child_text(entry, "VersionId")) not in stored_as_is:
             shown = size_of(stored, _child_text(entry, "ETag") or "")
             if shown is not None:
                 size_elem.text = str(shown)
@@ -196,3 +231,15 @@ def _serialise(elem: Element, default_uri: str | None = None) -> str:
     if not inner:
         return f"<{start}/>"
     return f"<{start}>{''.join(inner)}</{local}>"
+
+
+def tagging_header(body: bytes) -> str:
+    """A GetObjectTagging result as the `x-amz-tagging` header of a write: `k1=v1&k2=v2` (URL-encoded)."""
+    try:
+        root = _parse(body)
+    except (SafeET.ParseError, DefusedXmlException, ValueError):
+        raise errors.UpstreamError("The object store returned tags the gateway could not read.") from None
+    tag_set = _child(root, "TagSet")
+    tags = [] if tag_set is None else [tag for tag in tag_set if _split(tag.tag)[1] == "Tag"]
+    pairs = [(_child_text(tag, "Key") or "", _child_text(tag, "Value") or "") for tag in tags]
+    return urlencode(pairs, quote_via=quote)

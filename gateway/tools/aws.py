@@ -16,11 +16,11 @@ from gateway.keys.endpoint import kms_error
 _CONFIG = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60)
 
 
-def client(service: str, *, region: str | None, endpoint_url: str | None) -> Any:
+def client(service: str, *, region: str | None, endpoint_url: str | None, config: Config | None = None) -> Any:
     """A boto3 client; region and endpoint default to the SDK chain (AWS_REGION, AWS_ENDPOINT_URL_KMS, …)."""
     try:
         return boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint_url,
-                                              config=_CONFIG)
+                                              config=_CONFIG.merge(config) if config else _CONFIG)
     except NoRegionError:
         raise errors.InvalidArgument("No AWS region: pass --region or set AWS_REGION.") from None
 
@@ -57,6 +57,8 @@ def _store_error(code: str) -> errors.S3Error:
     # HeadObject answers have no body: their error code is the bare HTTP status.
     if code in ("404", "NoSuchKey"):
         return errors.NoSuchKey()
+    if code == "NoSuchUpload":
+        return errors.NoSuchUpload()
     if code == "NoSuchBucket":
         return errors.NoSuchKey("The specified bucket does not exist.")
     if code in ("403", "AccessDenied"):

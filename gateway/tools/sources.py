@@ -33,6 +33,8 @@ class StoredObject:
 class Readable(Protocol):
     def read(self, size: int, /) -> bytes: ...
 
+    def close(self) -> None: ...
+
 
 class StoredBody(Protocol):
     size_bytes: int
@@ -142,6 +144,9 @@ class _StoreStream:
             return self._body.read(size)
         except (BotoCoreError, OSError):
             raise errors.UpstreamError("The object store's response broke off; retry.") from None
+
+    def close(self) -> None:
+        self._body.close()
 
 
 def head_from_store(s3: Any, bucket: str, key: str) -> StoredObject:

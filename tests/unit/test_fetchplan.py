@@ -1,7 +1,7 @@
 """The one-request range plan: whatever the object's size, the window fetched covers the segments needed."""
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gateway import errors
@@ -61,3 +61,30 @@ def test_window_covers_the_segments_for_every_size(size, a, b, form):
     start, end = selected if selected is not None else (0, size - 1)
     span = covering_segments(start, end, size)
     assert window[0] <= span.ciphertext_start and span.ciphertext_end <= window[1]
+
+
+@settings(max_examples=2000)
+@given(size=st.integers(0, 6 * S), a=st.integers(0, 7 * S), b=st.integers(0, 7 * S),
+       form=st.sampled_from(["ab", "a-", "-n"]))
+@example(size=S + 60, a=S + 1, b=S + 4, form="ab")  # the widened start (S + 16) is past a plaintext's byte S + 1
+@example(size=S + 10, a=S + 1, b=0, form="a-")  # ... and past a plaintext object's end: no 416 upstream
+def test_window_in_a_migrating_bucket_covers_both_kinds_of_object(size, a, b, form):
+    """Where an object may be stored as plaintext, one window serves it as it is, or as ciphertext."""
+    value = {"ab": f"bytes={a}-{b}", "a-": f"bytes={a}-", "-n": f"bytes=-{b}"}[form]
+    fetch = upstream_range(value, plaintext_possible=True)
+    for total, plain_size, span_of in ((size, size, lambda s, e: (s, e)),
+                                       (ciphertext_size(size), size, lambda s, e: (
+                                           covering_segments(s, e, size).ciphertext_start,
+                                           covering_segments(s, e, size).ciphertext_end))):
+        window = _window(fetch, total)
+        try:
+            selected = parse_range(value, plain_size)
+        except errors.InvalidRange:
+            continue
+        if window is None:
+            raise AssertionError(f"store said 416 for a satisfiable range {value} of {plain_size}")
+        start, end = selected if selected is not None else (0, plain_size - 1)
+        if end < start:
+            continue  # an empty plaintext object: nothing to fetch
+        first, last = span_of(start, end)
+        assert window[0] <= first and last <= window[1]

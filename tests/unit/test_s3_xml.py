@@ -7,7 +7,8 @@ from botocore.parsers import RestXMLParser
 from moto import mock_aws
 
 from gateway import errors
-from gateway.s3.xml import S3_NAMESPACE, error_body, parse_error, rewrite_listing
+from gateway.s3.xml import (S3_NAMESPACE, ListedObject, error_body, listed_objects, parse_error, rewrite_listing,
+                            tagging_header)
 
 NS = {"s3": S3_NAMESPACE}
 MODEL = botocore.session.get_session().get_service_model("s3")
@@ -153,6 +154,30 @@ def test_versions():
                                                                  ("my-second-image.jpg", 166334)]
     assert [d["Key"] for d in view["DeleteMarkers"]] == ["my-second-image.jpg"]
     assert b"<KeyCount>" not in out
+
+
+def test_listed_objects_and_sizes_kept_as_stored():
+    assert listed_objects(VERSIONS) == [
+        ListedObject("my-image.jpg", "3/L4kqtJl40Nr8X8gdRQBpUMLUo", 434334, '"fba9dede5f27731c9771645a39863328"'),
+        ListedObject("my-second-image.jpg", "QUpfdndhfd8438MNFDN93jdnJFkdmqnh893", 166434,
+                     '"9b2cf535f27731c974343645a3985328"')]  # delete markers have no size: not objects
+    assert [o.key for o in listed_objects(AWS_V2)] == ["my-image.jpg", "a&b<c>.txt", "line\rbreak", ".envelope/state"]
+    assert [o.key for o in listed_objects(V1_URL)][:1] == ["a b+c"]
+    out = rewrite_listing(VERSIONS, plus_one_hundred, stored_as_is={("my-image.jpg", "3/L4kqtJl40Nr8X8gdRQBpUMLUo")})
+    assert [(v["Key"], v["Size"]) for v in client_view("ListObjectVersions", out)["Versions"]] == [
+        ("my-image.jpg", 434334), ("my-second-image.jpg", 166334)]
+    out = rewrite_listing(AWS_V2, plus_one_hundred, stored_as_is={("a&b<c>.txt", None)})
+    assert [c["Size"] for c in client_view("ListObjectsV2", out)["Contents"]] == [434234, 150, 99, 900]
+
+
+def test_tagging_header():
+    body = (b'<?xml version="1.0" encoding="UTF-8"?><Tagging xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            b'<TagSet><Tag><Key>origin</Key><Value>legacy app</Value></Tag><Tag><Key>a&amp;b</Key><Value></Value>'
+            b'</Tag></TagSet></Tagging>')
+    assert tagging_header(body) == "origin=legacy%20app&a%26b="
+    assert tagging_header(b"<Tagging><TagSet/></Tagging>") == ""
+    with pytest.raises(errors.UpstreamError):
+        tagging_header(b"<Tagging")
 
 
 def test_other_documents_are_returned_unchanged():

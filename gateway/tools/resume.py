@@ -1,0 +1,87 @@
+"""The state file of `envelope-gateway encrypt-existing`: where an interrupted run stopped, so that the next run
+with the same file continues there instead of listing (and HEAD-ing) the whole bucket again.
+
+Keys are listed in order and finished out of order (a worker pool), so the state is a low watermark — every key
+up to `after` is finished — plus the keys finished beyond it, the keys that failed (retried first on resume) and
+the multipart uploads in flight (aborted on resume: a run killed mid-object leaves its plaintext object intact,
+but the store would keep the unfinished upload's parts). Written atomically (a temporary file renamed over it).
+Nothing secret is in it: key names and upload ids.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway import errors
+
+VERSION = 1
+
+
+@dataclass
+class Progress:
+    bucket: str
+    prefix: str
+    after: str = ""  # every key up to this one (in listing order) is finished
+    done: set[str] = field(default_factory=set)  # keys beyond `after` that are finished
+    failed: set[str] = field(default_factory=set)  # keys to try again
+    uploads: dict[str, str] = field(default_factory=dict)  # key -> multipart upload id in flight
+    _pending: list[str] = field(default_factory=list)  # keys listed and not finished, in listing order
+
+    def listed(self, key: str) -> None:
+        self._pending.append(key)
+
+    def finished(self, key: str, ok: bool) -> None:
+        """A key is finished (encrypted, skipped, or failed: `ok` False keeps it for a retry)."""
+        (self.failed.discard if ok else self.failed.add)(key)
+        if key not in self._pending:
+            return  # a failed key of an earlier run, tried again before the listing
+        self.done.add(key)
+        # Advance the watermark over the finished keys at the front of the listing order.
+        advanced = 0
+        while advanced < len(self._pending) and self._pending[advanced] in self.done:
+            self.done.discard(self._pending[advanced])
+            self.after = self._pending[advanced]
+            advanced += 1
+        del self._pending[:advanced]
+
+    def to_json(self) -> str:
+        return json.dumps({"version": VERSION, "bucket": self.bucket, "prefix": self.prefix, "after": self.after,
+                           "done": sorted(self.done), "failed": sorted(self.failed), "uploads": self.uploads},
+                          ensure_ascii=False)
+
+
+def load(path: Path, bucket: str, prefix: str) -> Progress:
+    """The progress recorded in `path` (a new one if there is no such file); InvalidArgument if it is not a
+    state file of this bucket and prefix."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Progress(bucket, prefix)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise errors.InvalidArgument(f"Cannot read --state-file {path}: {exc}.") from None
+    try:
+        data = json.loads(text)
+        if data["version"] != VERSION:
+            raise ValueError("version")
+        progress = Progress(str(data["bucket"]), str(data["prefix"]), str(data["after"]), set(data["done"]),
+                            set(data["failed"]), {str(k): str(v) for k, v in data["uploads"].items()})
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise errors.InvalidArgument(f"--state-file {path} is not an encrypt-existing state file.") from None
+    if (progress.bucket, progress.prefix) != (bucket, prefix):
+        raise errors.InvalidArgument(f"--state-file {path} belongs to bucket {progress.bucket!r} and prefix "
+                                     f"{progress.prefix!r}.")
+    return progress
+
+
+def save(path: Path, progress: Progress) -> None:
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(progress.to_json())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
