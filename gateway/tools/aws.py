@@ -16,11 +16,13 @@ from gateway.keys.kms import kms_error
 _CONFIG = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60)
 
 
-def client(service: str, *, region: str | None, endpoint_url: str | None) -> Any:
-    """A boto3 client; region and endpoint default to the SDK chain (AWS_REGION, AWS_ENDPOINT_URL_KMS, …)."""
+def client(service: str, *, region: str | None, endpoint_url: str | None, connections: int | None = None) -> Any:
+    """A boto3 client; region and endpoint default to the SDK chain (AWS_REGION, AWS_ENDPOINT_URL_KMS, …).
+    `connections`: its connection pool size, for a client that threads share (botocore's default is 10)."""
+    config = _CONFIG if connections is None else _CONFIG.merge(Config(max_pool_connections=connections))
     try:
         return boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint_url,
-                                              config=_CONFIG)
+                                              config=config)
     except NoRegionError:
         raise errors.InvalidArgument("No AWS region: pass --region or set AWS_REGION.") from None
 
