@@ -52,6 +52,7 @@ class Summary:
     already_under_target: int = 0  # every KMS entry already under the target key
     other_keys: int = 0  # KMS entries only under keys that --from-key excludes, or no KMS entry at all
     not_gateway: int = 0  # no envelope metadata: not written through the gateway, left alone
+    gone: int = 0  # listed, then deleted before it was reached: nothing to do
     failed: dict[str, str] = field(default_factory=dict)  # key -> reason
     reencrypt_calls: int = 0
     sources: Counter[str] = field(default_factory=Counter)  # the keys entries were re-wrapped from -> objects
@@ -59,15 +60,18 @@ class Summary:
 
     @property
     def settled(self) -> int:
-        return self.rewritten + self.already_under_target + self.other_keys + self.not_gateway + len(self.failed)
+        return (self.rewritten + self.already_under_target + self.other_keys + self.not_gateway + self.gone
+                + len(self.failed))
 
     def as_dict(self) -> dict[str, Any]:
         return {"rewritten": self.rewritten, "already_under_target": self.already_under_target,
-                "other_keys": self.other_keys, "not_gateway": self.not_gateway, "failed": dict(self.failed),
+                "other_keys": self.other_keys, "not_gateway": self.not_gateway, "gone": self.gone,
+                "failed": dict(self.failed),
                 "reencrypt_calls": self.reencrypt_calls, "sources": dict(self.sources), "dry_run": self.dry_run}
 
     def progress_line(self) -> str:
-        return (f"rewrap: {self.settled} objects — {self.rewritten} {'to re-wrap' if self.dry_run else 're-wrapped'}, "
+        verb = "to re-wrap" if self.dry_run else "re-wrapped"
+        return (f"rewrap: {self.settled} objects — {self.rewritten} {verb}, "
                 f"{self.already_under_target + self.other_keys} unchanged, {self.not_gateway} not the gateway's, "
                 f"{len(self.failed)} failed")
 
@@ -76,6 +80,7 @@ class Summary:
                  f"already under the target key: {self.already_under_target}",
                  f"under other keys, kept: {self.other_keys}",
                  f"not written by the gateway, left alone: {self.not_gateway}",
+                 f"deleted meanwhile: {self.gone}",
                  f"failed: {len(self.failed)}",
                  f"KMS ReEncrypt calls: {self.reencrypt_calls}"]
         lines += [f"re-wrapped from {arn}: {count}" for arn, count in sorted(self.sources.items())]
@@ -86,7 +91,8 @@ class Summary:
 def resolve_key(kms: Any, key_id: str) -> str:
     """The ARN of a KMS key given by id, ARN or alias; InvalidArgument unless it can wrap data keys now."""
     meta = kms_call(kms.describe_key, KeyId=key_id)["KeyMetadata"]
-    if meta.get("KeyUsage", "ENCRYPT_DECRYPT") != "ENCRYPT_DECRYPT" or meta.get("KeySpec", "SYMMETRIC_DEFAULT") != "SYMMETRIC_DEFAULT":
+    # moto leaves KeyUsage out; AWS always says it.
+    if (meta.get("KeyUsage", "ENCRYPT_DECRYPT"), meta.get("KeySpec")) != ("ENCRYPT_DECRYPT", "SYMMETRIC_DEFAULT"):
         raise errors.InvalidArgument(f"{key_id} is not a symmetric encryption key: it cannot wrap data keys.")
     if meta.get("KeyState", "Enabled") != "Enabled":
         raise errors.InvalidArgument(f"{key_id} is {meta['KeyState']}, not Enabled.")
@@ -159,7 +165,7 @@ class _Once:
 
 @dataclass(frozen=True)
 class ObjectResult:
-    outcome: str  # "rewritten", "already_under_target", "other_keys" or "not_gateway"
+    outcome: str  # "rewritten", "already_under_target", "other_keys", "not_gateway" or "gone"
     sources: frozenset[str] = frozenset()
 
 
@@ -220,6 +226,8 @@ def rewrap_bucket(s3: Any, kms: Any, bucket: str, to_key: str, *, prefix: str = 
         for attempt in range(1, ATTEMPTS_PER_OBJECT + 1):
             try:
                 return rewrap_object(s3, rewrapper, bucket, key, dry_run=dry_run)
+            except errors.NoSuchKey:
+                return ObjectResult("gone")  # not an error: a re-run would fail it again, forever
             except errors.PreconditionFailed:
                 if attempt == ATTEMPTS_PER_OBJECT:
                     raise

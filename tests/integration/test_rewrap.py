@@ -98,8 +98,8 @@ def test_rewrap_moves_every_object_to_the_new_key_and_a_second_run_does_nothing(
     code, summary, stderr = _rewrap(stack, bucket, new_key)
     assert code == 0, stderr
     assert summary == {"rewritten": len(written), "already_under_target": 0, "other_keys": 0, "not_gateway": 1,
-                       "failed": {}, "reencrypt_calls": len(written), "sources": {stack.key_arn: len(written)},
-                       "dry_run": False}
+                       "gone": 0, "failed": {}, "reencrypt_calls": len(written),
+                       "sources": {stack.key_arn: len(written)}, "dry_run": False}
     for key, data in written.items():
         got = new_gateway.get_object(Bucket=bucket, Key=key)
         assert got["Body"].read() == data
@@ -176,12 +176,13 @@ def test_an_interrupted_run_resumes_after_its_watermark(stack, s3, store, new_ke
     for i in range(5):
         _write(s3, bucket, f"k{i}", 10)
     state = tmp_path / "rewrap.state"
-    # What a run interrupted after k0..k2 settled leaves behind.
+    # What a run interrupted after k0..k2 settled leaves behind, with an object that failed and is deleted since.
     state.write_text(json.dumps({"version": 1, "bucket": bucket, "prefix": "", "target": new_key, "after": "k2",
-                                 "failed": {}}))
+                                 "failed": {"k1-deleted": "KMS failed"}}))
     code, summary, stderr = _rewrap(stack, bucket, new_key, "--state-file", str(state))
     assert code == 0, stderr
-    assert summary["rewritten"] == 2
+    assert (summary["rewritten"], summary["gone"]) == (2, 1)
+    assert json.loads(state.read_text())["failed"] == {}
     assert [_refused(new_gateway, bucket, f"k{i}") for i in range(5)] == [True, True, True, False, False]
 
     code, _, stderr = _rewrap(stack, "another-bucket", new_key, "--state-file", str(state))
