@@ -1,5 +1,5 @@
 """Command line: `envelope-gateway serve | dev | check-config | bench | decrypt | wrap | unwrap | share |
-export-signing-key | encrypt-existing`."""
+export-signing-key | rewrap | encrypt-existing`."""
 from __future__ import annotations
 
 import argparse
@@ -209,6 +209,35 @@ def _byte_size(text: str) -> int:
     raise argparse.ArgumentTypeError(f"not a size in bytes (e.g. 8MiB): {text!r}")
 
 
+def _rewrap(args: argparse.Namespace) -> int:
+    from gateway.tools import aws
+    from gateway.tools.exits import EXIT_INCOMPLETE, EXIT_INTERRUPTED, run_tool
+    from gateway.tools.progress import Progress
+    from gateway.tools.rewrap import rewrap_bucket
+
+    def action() -> int | None:
+        # Workers share the clients; each may run a few part copies of its own at once.
+        s3 = aws.client("s3", region=args.region, endpoint_url=args.endpoint_url, connections=5 * args.concurrency)
+        kms = aws.client("kms", region=args.region, endpoint_url=args.kms_endpoint_url,
+                         connections=args.concurrency)
+        progress = Progress()
+        try:
+            summary = rewrap_bucket(s3, kms, args.bucket, args.to_key, prefix=args.prefix, from_key=args.from_key,
+                                    concurrency=args.concurrency, state_file=args.state_file, dry_run=args.dry_run,
+                                    on_progress=lambda s: progress.show(s.progress_line()))
+        except KeyboardInterrupt:
+            progress.done()
+            saved = f"; --state-file {args.state_file} says where to resume" if args.state_file else ""
+            print(f"envelope-gateway rewrap: interrupted{saved}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        progress.show(summary.progress_line(), force=True)
+        progress.done()
+        sys.stdout.write(json.dumps(summary.as_dict(), indent=1) + "\n" if args.json else summary.text())
+        return EXIT_INCOMPLETE if summary.failed else None
+
+    return run_tool("rewrap", action)
+
+
 _DECRYPT_DESCRIPTION = """\
 Decrypt one object without a gateway, with the AWS SDK's default credentials (environment, shared config,
 instance or pod role) for KMS Decrypt and, reading from the store, for the store itself. Every byte written has
@@ -257,6 +286,22 @@ exit codes: 0 done; 1 integrity failure (the object's data key does not match it
 context); 2 bad arguments or key files (not RSA, under 2048 or over 4096 bits); 3 this object cannot be shared
 (not written through the gateway, no usable KMS copy, or its metadata would exceed S3's 2 KB); 4 KMS or the store
 refused or failed."""
+
+
+_REWRAP_DESCRIPTION = """\
+Re-wrap the data key of every object under s3://BUCKET/PREFIX to another KMS master key with KMS ReEncrypt, and
+rewrite only the objects' metadata with a server-side copy onto themselves: no data is read or re-encrypted, and
+each object keeps its bytes, ETag, user metadata, headers and tags (docs/KEYS.md, "Rotating and re-wrapping
+master keys"). Runs with the AWS SDK's default credentials, against the store itself (not through a gateway).
+
+Idempotent (entries already under --to-key are left alone, at no KMS cost) and resumable (--state-file). Objects
+not written by the gateway are counted and never modified. Progress goes to standard error on a terminal, the
+summary to standard output.
+
+exit codes: 0 done, nothing failed; 2 bad arguments, a key that cannot wrap data keys (not symmetric, not
+enabled), or a state file of another sweep; 4 KMS or the store failed before the sweep could run (a key not
+found, the listing refused); 5 the sweep ran but some objects failed (listed in the summary; run again to retry
+them); 130 interrupted."""
 
 
 def _kms_options(parser: argparse.ArgumentParser) -> None:
@@ -365,6 +410,26 @@ def _add_tools(commands: argparse._SubParsersAction) -> None:
                           help="the object store; default: the SDK chain (AWS_ENDPOINT_URL_S3) or AWS S3")
     _kms_options(existing)
     existing.set_defaults(func=_encrypt_existing)
+
+
+    rewrap = commands.add_parser("rewrap", help="move objects to another KMS key without re-encrypting data",
+                                 description=_REWRAP_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    rewrap.add_argument("--bucket", required=True, help="the bucket in the store")
+    rewrap.add_argument("--prefix", default="", help="only keys starting with this (default: the whole bucket)")
+    rewrap.add_argument("--to-key", required=True, metavar="KEY", help="the new KMS key (id, ARN or alias)")
+    rewrap.add_argument("--from-key", metavar="KEY",
+                        help="re-wrap only entries under this KMS key (id, ARN or alias); recommended wherever "
+                             "others can write to the store. Default: every KMS entry not under --to-key")
+    rewrap.add_argument("--concurrency", type=int, default=8, metavar="N", help="objects in flight (default 8)")
+    rewrap.add_argument("--state-file", metavar="FILE",
+                        help="record progress here and resume from it (JSON; created if missing)")
+    rewrap.add_argument("--dry-run", action="store_true",
+                        help="count what would be re-wrapped; call no KMS ReEncrypt and write nothing")
+    rewrap.add_argument("--json", action="store_true", help="print the summary as JSON")
+    rewrap.add_argument("--endpoint-url", metavar="URL",
+                        help="the object store; default: the SDK chain (AWS_ENDPOINT_URL_S3) or AWS S3")
+    _kms_options(rewrap)
+    rewrap.set_defaults(func=_rewrap)
 
 
 def main(argv: list[str] | None = None) -> None:

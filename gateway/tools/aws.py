@@ -16,11 +16,16 @@ from gateway.keys.endpoint import kms_error
 _CONFIG = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60)
 
 
-def client(service: str, *, region: str | None, endpoint_url: str | None, config: Config | None = None) -> Any:
-    """A boto3 client; region and endpoint default to the SDK chain (AWS_REGION, AWS_ENDPOINT_URL_KMS, …)."""
+def client(service: str, *, region: str | None, endpoint_url: str | None, config: Config | None = None,
+           connections: int | None = None) -> Any:
+    """A boto3 client; region and endpoint default to the SDK chain (AWS_REGION, AWS_ENDPOINT_URL_KMS, …).
+    `connections`: its connection pool size, for a client that threads share (botocore's default is 10)."""
+    merged = _CONFIG.merge(config) if config else _CONFIG
+    if connections is not None:
+        merged = merged.merge(Config(max_pool_connections=connections))
     try:
         return boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint_url,
-                                              config=_CONFIG.merge(config) if config else _CONFIG)
+                                              config=merged)
     except NoRegionError:
         raise errors.InvalidArgument("No AWS region: pass --region or set AWS_REGION.") from None
 

@@ -1,6 +1,6 @@
-"""Exit codes of the offline tools (decrypt, wrap, unwrap, share, export-signing-key), documented in docs/KEYS.md,
-and the one place that turns an error into a message on standard error and an exit code. Messages are the error
-tree's fixed texts: never a key, a secret or plaintext."""
+"""Exit codes of the offline tools (decrypt, wrap, unwrap, share, export-signing-key, rewrap, encrypt-existing),
+documented in docs/KEYS.md, and the one place that turns an error into a message on standard error and an exit
+code. Messages are the error tree's fixed texts: never a key, a secret or plaintext."""
 from __future__ import annotations
 
 import sys
@@ -14,6 +14,8 @@ EXIT_USAGE = 2  # bad arguments or input files (argparse uses 2 as well), a secr
 EXIT_UNSUPPORTED = 3  # not encrypted by the gateway, an unknown format version, no usable wrapped key; a partner
 # entry that would not fit in the object's 2 KB of metadata
 EXIT_UNAVAILABLE = 4  # KMS or the store refused or failed, the object is missing or changed; a local I/O error
+EXIT_INCOMPLETE = 5  # a sweep (rewrap) ran to its end but some objects failed: its summary lists them
+EXIT_INTERRUPTED = 130  # stopped by Ctrl-C (SIGINT); a sweep's state file says where to resume
 
 
 def exit_code(exc: errors.S3Error) -> int:
@@ -26,10 +28,11 @@ def exit_code(exc: errors.S3Error) -> int:
     return EXIT_UNAVAILABLE
 
 
-def run_tool(command: str, action: Callable[[], None]) -> int:
-    """Run a tool's action; its failure becomes one line on standard error and the documented exit code."""
+def run_tool(command: str, action: Callable[[], int | None]) -> int:
+    """Run a tool's action; its failure becomes one line on standard error and the documented exit code. An
+    action that finished may return its own exit code (a sweep with failed objects)."""
     try:
-        action()
+        code = action()
     except errors.S3Error as exc:
         prefix = "integrity check failed: " if isinstance(exc, errors.TamperedCiphertext) else ""
         print(f"envelope-gateway {command}: {prefix}{exc.message}", file=sys.stderr)
@@ -37,4 +40,4 @@ def run_tool(command: str, action: Callable[[], None]) -> int:
     except OSError as exc:
         print(f"envelope-gateway {command}: {exc.strerror or type(exc).__name__}", file=sys.stderr)
         return EXIT_UNAVAILABLE
-    return EXIT_OK
+    return EXIT_OK if code is None else code
