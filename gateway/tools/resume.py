@@ -10,12 +10,11 @@ Nothing secret is in it: key names and upload ids.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway import errors
+from gateway.tools.sweep import write_atomically
 
 VERSION = 1
 
@@ -77,11 +76,4 @@ def load(path: Path, bucket: str, prefix: str) -> Progress:
 
 
 def save(path: Path, progress: Progress) -> None:
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(progress.to_json())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(path, progress.to_json())

@@ -70,12 +70,17 @@ def load_state(path: str) -> SweepState | None:
 
 
 def save_state(path: str, state: SweepState) -> None:
-    target = Path(path)
-    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    write_atomically(Path(path), state.to_json())
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text` by a temporary file renamed over it: an interruption at any point leaves either
+    the previous content or the new one, never a torn file (what a state file to resume from needs)."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(state.to_json())
-        os.replace(temporary, target)
+            out.write(text)
+        os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
