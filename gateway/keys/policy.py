@@ -7,8 +7,9 @@ gateway's allow-list, FORMAT.md §8), so moving a prefix to another key never ma
 """
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass
+
+from gateway.s3.access import bucket_matches
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,7 @@ class KeyRule:
     key_id: str
 
     def matches(self, bucket: str, key: str) -> bool:
-        return (self.bucket == bucket or fnmatch.fnmatchcase(bucket, self.bucket)) and key.startswith(self.prefix)
+        return bucket_matches((self.bucket,), bucket) and key.startswith(self.prefix)
 
 
 @dataclass(frozen=True)
