@@ -308,12 +308,15 @@ class Upstream(_Service):
 
 
 class KeyCache(_Section):
-    """Plaintext data keys of recent reads (gateway.keys.cache). `ttl_seconds` bounds how long a disabled or
+    """Plaintext data keys of recent reads and writes (gateway.keys.cache). `ttl_seconds` bounds how long a disabled or
     deleted master key keeps working for objects read recently (docs/KEYS.md); 0 turns the cache off."""
     ttl_seconds: Float = Field(300.0, ge=0, le=86_400)
     max_entries: Int = Field(10_000, ge=1)
     max_bytes: Int = Field(16 * MiB, ge=4096)
     max_uses: Int = Field(100_000, ge=1)
+    # Also cache the data key of every object (or bucket key) the gateway writes, so that reading an object back
+    # soon after writing it makes no KMS call. Off: only keys unwrapped for reads are cached.
+    write_through: bool = True
 
 
 class KMSRetry(_Section):

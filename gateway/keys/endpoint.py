@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import aioboto3
+import aiobotocore
+import botocore
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -20,7 +22,7 @@ from gateway import errors
 from gateway.keys.breaker import CLOSED, Breaker
 from gateway.keys.retry import RetryPolicy
 from gateway.observability.logs import audit
-from gateway.observability.metrics import Metrics
+from gateway.observability.metrics import Metrics, package_version
 
 # KMS error codes that mean "this ciphertext/context pair is not what was stored": the wrapped key or its
 # encryption context (bucket, key) does not match, e.g. an object copied or swapped around the gateway.
@@ -32,6 +34,8 @@ _UNUSABLE_CODES = {"DisabledException", "KMSInvalidStateException", "NotFoundExc
 # KMS's own failures: retried, and counted by the circuit breaker like no answer at all.
 _FAILURE_CODES = {"KMSInternalException", "DependencyTimeoutException"}
 _RETRYABLE_CODES = _THROTTLE_CODES | _FAILURE_CODES
+USER_AGENT = (f"envelope-gateway/{package_version()} aiobotocore/{aiobotocore.__version__} "
+              f"botocore/{botocore.__version__}")
 
 
 class _Retryable(Exception):
@@ -59,7 +63,10 @@ class KmsEndpoint:
 
     async def start(self) -> None:
         # Retries are ours (retry.py: a deadline, the breaker); botocore makes exactly one attempt per call.
-        config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=10)
+        # A fixed User-Agent names the gateway in KMS's logs (CloudTrail's userAgent) and spares botocore rebuilding
+        # its feature-tracking one twice per call: ~0.1 ms of CPU on every KMS call of a small PUT (profile-4KiB.md).
+        config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=10,
+                        user_agent=USER_AGENT)
         self._client = await self._stack.enter_async_context(
             self._session.client("kms", endpoint_url=self._endpoint_url, region_name=self._region, config=config))
 

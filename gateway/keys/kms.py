@@ -44,8 +44,9 @@ class Secondary:
 class KeyService:
     def __init__(self, policy: MasterKeyPolicy, metrics: Metrics, primary: KmsEndpoint, *, cache: CacheLimits,
                  decrypt_key_ids: tuple[str, ...] = (), secondary: Secondary | None = None,
-                 bucket_keys: BucketKeys | None = None) -> None:
+                 bucket_keys: BucketKeys | None = None, cache_new_keys: bool = True) -> None:
         self._policy = policy
+        self._cache_new_keys = cache_new_keys
         self._metrics = metrics
         self._primary = primary
         self._secondary = secondary
@@ -83,7 +84,8 @@ class KeyService:
     async def generate(self, context: Mapping[str, str], principal: str) -> tuple[bytes, list[WrappedKey]]:
         """A fresh AES-256 data key and its wrapped copies: one under the master key the policy names for the object
         (in a bucket-key bucket, derived from the bucket key: no KMS call but one per bucket key), and one under the
-        second KMS key if there is one. Never cached: it serves one write."""
+        second KMS key if there is one. The key is also cached for reading (unless `kms.cache.write_through` is off):
+        an object read back soon after it was written then needs no KMS Decrypt, as if it had been read before."""
         bucket, key = context.get(ENCRYPTION_CONTEXT_BUCKET), context.get(ENCRYPTION_CONTEXT_KEY)
         # The readiness probe's context names no object: the default key serves it.
         key_id = self._policy.key_for(bucket, key) if bucket is not None and key is not None \
@@ -94,9 +96,13 @@ class KeyService:
                                                  lambda: self._new_bucket_key(bucket, key_id, principal))
         response = await self._primary.call("GenerateDataKey", Audit(principal, context, key_id), KeyId=key_id,
                                             KeySpec="AES_256", EncryptionContext=dict(context))
+        self._learn_arn(key_id, response["KeyId"])
         dek = response["Plaintext"]
         wrapped = WrappedKey(KMS_SCHEME, response["KeyId"], response["CiphertextBlob"])
-        return dek, [wrapped, *await self._secondary_copy(dek, context, principal)]
+        copies = [wrapped, *await self._secondary_copy(dek, context, principal)]
+        if bucket is not None and key is not None:  # not the readiness probe's key
+            self._remember(wrapped.key_id, wrapped.blob, context, dek)
+        return dek, copies
 
     async def _new_bucket_key(self, bucket: str, key_id: str, principal: str
                               ) -> tuple[bytes, list[tuple[bytes, str]]]:
@@ -104,10 +110,20 @@ class KeyService:
         context = bucket_key_context(bucket)
         response = await self._primary.call("GenerateDataKey", Audit(principal, context, key_id), KeyId=key_id,
                                             KeySpec="AES_256", EncryptionContext=context)
+        self._learn_arn(key_id, response["KeyId"])
         secret = response["Plaintext"]
         copies = [(response["CiphertextBlob"], response["KeyId"])]
         copies += [(copy.blob, copy.key_id) for copy in await self._secondary_copy(secret, context, principal)]
+        self._remember(response["KeyId"], response["CiphertextBlob"], context, secret)
         return secret, copies
+
+    def _remember(self, arn: str, blob: bytes, kms_context: Mapping[str, str], plaintext: bytes) -> None:
+        """Cache a key KMS just generated, under exactly the (ARN, blob, context) a read will present: the entry
+        a Decrypt of it would have made. Its age counts from now, like any entry's, so revoking the master key
+        stops it within the TTL too. Called only once the write has every wrapped copy it needs."""
+        if self._cache_new_keys:
+            self._cache.put(cache_key(arn, blob, kms_context), bytearray(plaintext), time.monotonic())
+            self._cache_changed()
 
     async def _secondary_copy(self, dek: bytes | bytearray, context: Mapping[str, str],
                               principal: str) -> list[WrappedKey]:
@@ -262,6 +278,11 @@ class KeyService:
                   kms_key_id=[w.key_id for w in wrapped])
             raise errors.UnsupportedFormat("The object's data key is not wrapped by a KMS key this gateway trusts.")
         return usable
+
+    def _learn_arn(self, key_id: str, arn: str) -> None:
+        """KMS names the key ARN behind `key_id` in every GenerateDataKey answer: the DescribeKey that reading would
+        make to resolve it is not needed any more."""
+        self._arns.setdefault(key_id, arn)
 
     async def trusted_arns(self) -> tuple[frozenset[str], str | None]:
         """The ARNs of the configured keys (which may be given as aliases), resolved once: the first KMS's (policy

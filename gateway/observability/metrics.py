@@ -74,7 +74,7 @@ class Metrics:
                                        registry=r)
         self.build_info = Gauge("envelope_gateway_build_info", "Version information; the value is always 1.",
                                 ["version", "python"], registry=r)
-        self.build_info.labels(_package_version(), platform.python_version()).set(1)
+        self.build_info.labels(package_version(), platform.python_version()).set(1)
         self.tamper_detections = Counter("envelope_tamper_detections_total",
                                          "Stored objects that failed authentication (commitment, tag, framing).",
                                          registry=r)
@@ -88,7 +88,7 @@ class Metrics:
             self.ciphertext_bytes.labels(direction)
 
 
-def _package_version() -> str:
+def package_version() -> str:
     try:
         return version("envelope-gateway")
     except PackageNotFoundError:

@@ -108,7 +108,8 @@ def two_regions(stack, tmp_path):
     try:
         second_arn = _kms(second.url, SECOND_REGION).create_key()["KeyMetadata"]["Arn"]
         config = gateway_config(stack.store_url, stack.key_arn, stack.access_key_id, stack.secret_access_key)
-        config["kms"].update(endpoint=front.url, retry={"deadline_seconds": 1},
+        # Reads here must reach KMS to show the fallback: the keys of this gateway's own writes are not cached.
+        config["kms"].update(endpoint=front.url, retry={"deadline_seconds": 1}, cache={"write_through": False},
                              secondary={"key_id": second_arn, "endpoint": second.url, "region": SECOND_REGION})
         gateway = start_gateway(tmp_path, "two-regions", config, store_env(stack.store_url))
         yield gateway, front, second, second_arn

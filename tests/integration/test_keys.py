@@ -62,21 +62,21 @@ def _stored(store, bucket: str, key: str) -> bool:
 
 # --- the DEK cache on the shared gateway ----------------------------------------------------------------------
 
-def test_warm_gets_make_no_kms_call(s3, stack, store):
+def test_reading_back_what_was_written_makes_no_kms_call(s3, stack, store):
+    """Write-through (kms.cache.write_through, on by default): the data key a PUT generated is cached, so reads
+    of the object, whole or ranged, make no KMS call at all."""
     key, body = _key(), os.urandom(300_000)
     s3.put_object(Bucket=stack.bucket, Key=key, Body=body)
-    before = metrics(stack.http)
+    written = metrics(stack.http)
     assert s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read() == body
-    cold = metrics(stack.http)
-    assert kms_calls(cold, "Decrypt") - kms_calls(before, "Decrypt") == 1
     assert s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read() == body
     assert s3.get_object(Bucket=stack.bucket, Key=key, Range="bytes=70000-70099")["Body"].read() == \
         body[70000:70100]
     assert s3.get_object(Bucket=stack.bucket, Key=key, Range="bytes=-10")["Body"].read() == body[-10:]
     warm = metrics(stack.http)
-    assert sum(kms_calls(warm, op) - kms_calls(cold, op) for op in ("Decrypt", "GenerateDataKey", "DescribeKey",
-                                                                    "ReEncrypt")) == 0
-    assert warm["envelope_dek_cache_hits_total"] - cold["envelope_dek_cache_hits_total"] == 3
+    assert sum(kms_calls(warm, op) - kms_calls(written, op) for op in ("Decrypt", "GenerateDataKey", "DescribeKey",
+                                                                       "ReEncrypt")) == 0
+    assert warm["envelope_dek_cache_hits_total"] - written["envelope_dek_cache_hits_total"] == 4
     assert warm["envelope_dek_cache_entries"] >= 1
     # Audited without key material: the data key (as KMS gives it to anyone allowed) appears nowhere.
     head = store.head_object(Bucket=stack.bucket, Key=key)
@@ -85,7 +85,7 @@ def test_warm_gets_make_no_kms_call(s3, stack, store):
                               KeyId=stack.key_arn)["Plaintext"]
     log = stack.http.log()
     hits = [line for line in log.splitlines() if '"event": "CacheHit"' in line and key in line]
-    assert len(hits) == 3 and all(stack.access_key_id in line for line in hits)
+    assert len(hits) == 4 and all(stack.access_key_id in line for line in hits)
     exposition = urllib.request.urlopen(stack.http.admin_url + "/metrics", timeout=10).read().decode()
     for text in (log, exposition):
         for encoded in (dek.hex(), base64.b64encode(dek).decode(), base64.urlsafe_b64encode(dek).decode()[:40]):
@@ -103,8 +103,9 @@ def test_warm_multipart_reads_and_parts_make_no_kms_call(s3, stack):
     for _ in range(3):
         assert s3.get_object(Bucket=stack.bucket, Key=key, PartNumber=2)["Body"].read() == parts[1]
     after = metrics(stack.http)
-    # One Decrypt for the upload's first part; the object's reads share the same wrapped key and context.
-    assert kms_calls(after, "Decrypt") - kms_calls(before, "Decrypt") == 1
+    # The upload's key was cached when CreateMultipartUpload generated it; its parts and the object's reads share
+    # that wrapped key and context.
+    assert kms_calls(after, "Decrypt") - kms_calls(before, "Decrypt") == 0
 
 
 # --- gateways behind a KMS front ------------------------------------------------------------------------------
@@ -155,8 +156,12 @@ def _resolve_the_key_arn(f: Fronted, stack: Stack) -> None:
     f.s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read()
 
 
+# Most tests below are about reads that reach KMS: their gateways do not cache the keys of their own writes.
+COLD = {"write_through": False}
+
+
 def test_concurrent_cold_gets_share_one_decrypt(fronted, stack):
-    f = fronted()
+    f = fronted(cache=COLD)
     key, body = _key(), os.urandom(1000)
     f.s3.put_object(Bucket=stack.bucket, Key=key, Body=body)
     f.front.delay_seconds = 0.5  # every request below arrives while the first Decrypt is still in flight
@@ -175,7 +180,7 @@ def test_concurrent_cold_gets_share_one_decrypt(fronted, stack):
 ])
 def test_a_revoked_key_stops_reads_after_the_ttl(fronted, stack, store, revoke, restore, code):
     ttl = 3.0
-    f = fronted(cache={"ttl_seconds": ttl})
+    f = fronted(cache={"ttl_seconds": ttl, **COLD})
     key, body = _key(), b"revocable"
     f.s3.put_object(Bucket=stack.bucket, Key=key, Body=body)
     assert f.s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read() == body
@@ -202,7 +207,7 @@ def test_a_revoked_key_stops_reads_after_the_ttl(fronted, stack, store, revoke, 
 
 
 def test_throttling_is_retried_within_the_deadline_then_slowdown(fronted, stack, store):
-    f = fronted(retry={"deadline_seconds": 1, "base_delay_seconds": 0.01, "max_delay_seconds": 0.1})
+    f = fronted(retry={"deadline_seconds": 1, "base_delay_seconds": 0.01, "max_delay_seconds": 0.1}, cache=COLD)
     _resolve_the_key_arn(f, stack)
     key, body = _key(), b"throttled"
     f.front.throttle_next = 3
@@ -227,7 +232,7 @@ def test_throttling_is_retried_within_the_deadline_then_slowdown(fronted, stack,
 
 
 def test_kms_down_refuses_puts_and_cached_keys_keep_reading(fronted, stack, store):
-    f = fronted(retry={"deadline_seconds": 1})
+    f = fronted(retry={"deadline_seconds": 1}, cache=COLD)
     cached, uncached = _key(), _key()
     f.s3.put_object(Bucket=stack.bucket, Key=cached, Body=b"cached")
     f.s3.put_object(Bucket=stack.bucket, Key=uncached, Body=b"uncached")
@@ -246,7 +251,7 @@ def test_kms_down_refuses_puts_and_cached_keys_keep_reading(fronted, stack, stor
 
 
 def test_the_breaker_fails_fast_against_a_hanging_kms(fronted, stack):
-    f = fronted(retry={"deadline_seconds": 1}, breaker={"failure_threshold": 2, "open_seconds": 2})
+    f = fronted(retry={"deadline_seconds": 1}, breaker={"failure_threshold": 2, "open_seconds": 2}, cache=COLD)
     keys = [_key() for _ in range(3)]
     for key in keys:
         f.s3.put_object(Bucket=stack.bucket, Key=key, Body=key.encode())
@@ -276,7 +281,7 @@ def test_the_breaker_fails_fast_against_a_hanging_kms(fronted, stack):
 
 def test_cache_settings_reach_the_gateway(fronted, stack):
     """max_uses: a data key serves that many reads from the cache, then KMS is asked again."""
-    f = fronted(cache={"ttl_seconds": 300, "max_entries": 10, "max_uses": 2})
+    f = fronted(cache={"ttl_seconds": 300, "max_entries": 10, "max_uses": 2, **COLD})
     key = _key()
     f.s3.put_object(Bucket=stack.bucket, Key=key, Body=b"x")
     for _ in range(4):  # a miss, two hits, a miss
@@ -285,3 +290,26 @@ def test_cache_settings_reach_the_gateway(fronted, stack):
     assert kms_calls(sample, "Decrypt") == 2
     assert sample['envelope_dek_cache_evictions_total{reason="used_up"}'] == 1
     assert sample["envelope_dek_cache_entries"] == 1 and sample["envelope_dek_cache_bytes"] > 32
+
+
+def test_written_keys_are_cached_once_every_copy_exists_and_revocation_still_applies(fronted, stack):
+    """Write-through at the KMS itself (the front counts what reaches it): a PUT's data key serves the read-back;
+    with write_through off the same read makes one Decrypt. A cached written key is bounded by the TTL like any."""
+    ttl = 3.0
+    f = fronted(cache={"ttl_seconds": ttl})
+    key, body = _key(), os.urandom(70_000)
+    f.s3.put_object(Bucket=stack.bucket, Key=key, Body=body)
+    written_at = time.monotonic()
+    assert f.s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read() == body
+    assert time.monotonic() - written_at < ttl, "too slow to observe the cached read; raise the TTL"
+    assert f.front.received["Decrypt"] == 0
+    cold = fronted(cache=COLD)
+    other = _key()
+    cold.s3.put_object(Bucket=stack.bucket, Key=other, Body=body)
+    assert cold.s3.get_object(Bucket=stack.bucket, Key=other)["Body"].read() == body
+    assert cold.front.received["Decrypt"] == 1
+    # After the TTL the written key is gone from the cache: the next read asks KMS (and would meet a revocation).
+    time.sleep(max(0.0, written_at + ttl - time.monotonic()) + 1.2)  # + the sweeper's period
+    assert metrics(f.gateway)['envelope_dek_cache_evictions_total{reason="expired"}'] >= 1
+    assert f.s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read() == body
+    assert f.front.received["Decrypt"] == 1

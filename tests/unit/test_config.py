@@ -299,7 +299,7 @@ def test_redacted_dict(tmp_path: Path) -> None:
     assert data["kms"] == {"key_id": "alias/envelope", "endpoint": None, "region": None, "key_policy": [],
                            "decrypt_key_ids": [], "secondary": None,
                            "cache": {"ttl_seconds": 300, "max_entries": 10000, "max_bytes": 16777216,
-                                     "max_uses": 100000},
+                                     "max_uses": 100000, "write_through": True},
                            "retry": {"deadline_seconds": 5, "base_delay_seconds": 0.05, "max_delay_seconds": 1},
                            "breaker": {"failure_threshold": 5, "open_seconds": 10}, "bucket_keys": None}
     assert data["crypto"] == {"workers": None, "batch_bytes": 4194304, "inflight_batches_per_request": 2,
