@@ -313,3 +313,17 @@ def test_written_keys_are_cached_once_every_copy_exists_and_revocation_still_app
     assert metrics(f.gateway)['envelope_dek_cache_evictions_total{reason="expired"}'] >= 1
     assert f.s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read() == body
     assert f.front.received["Decrypt"] == 1
+
+
+def test_without_write_through_an_upload_makes_one_decrypt_for_all_its_parts_and_reads(fronted, stack):
+    """What a gateway that did not create an upload does (or one with write_through off): one Decrypt of the
+    upload's data key serves every part, the completion and the object's reads."""
+    f = fronted(cache=COLD)
+    key, parts = _key(), [os.urandom(5 * MiB), os.urandom(5 * MiB), os.urandom(1000)]
+    upload_id = f.s3.create_multipart_upload(Bucket=stack.bucket, Key=key)["UploadId"]
+    etags = [f.s3.upload_part(Bucket=stack.bucket, Key=key, UploadId=upload_id, PartNumber=n + 1, Body=part)["ETag"]
+             for n, part in enumerate(parts)]
+    f.s3.complete_multipart_upload(Bucket=stack.bucket, Key=key, UploadId=upload_id, MultipartUpload={
+        "Parts": [{"PartNumber": n + 1, "ETag": etag} for n, etag in enumerate(etags)]})
+    assert f.s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read() == b"".join(parts)
+    assert f.front.received["Decrypt"] == 1
