@@ -10,41 +10,42 @@ Nothing secret is in it: key names and upload ids.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 
 from gateway import errors
-from gateway.tools.sweep import write_atomically
+from gateway.tools.sweep import Watermark, write_atomically
 
 VERSION = 1
 
 
-@dataclass
 class Progress:
-    bucket: str
-    prefix: str
-    after: str = ""  # every key up to this one (in listing order) is finished
-    done: set[str] = field(default_factory=set)  # keys beyond `after` that are finished
-    failed: set[str] = field(default_factory=set)  # keys to try again
-    uploads: dict[str, str] = field(default_factory=dict)  # key -> multipart upload id in flight
-    _pending: list[str] = field(default_factory=list)  # keys listed and not finished, in listing order
+    """What a run has finished: the watermark (`after`: every key up to it, in listing order, is finished), the
+    keys finished beyond it, the keys to try again and the multipart uploads in flight."""
+
+    def __init__(self, bucket: str, prefix: str, after: str = "", done: Iterable[str] = (),
+                 failed: Iterable[str] = (), uploads: dict[str, str] | None = None) -> None:
+        self.bucket, self.prefix = bucket, prefix
+        self.failed: set[str] = set(failed)  # keys to try again
+        self.uploads: dict[str, str] = dict(uploads or {})  # key -> multipart upload id in flight
+        self._watermark = Watermark(after, done)
+
+    @property
+    def after(self) -> str:
+        return self._watermark.last or ""
+
+    @property
+    def done(self) -> frozenset[str]:
+        return self._watermark.settled_beyond
 
     def listed(self, key: str) -> None:
-        self._pending.append(key)
+        self._watermark.listed(key)
 
     def finished(self, key: str, ok: bool) -> None:
-        """A key is finished (encrypted, skipped, or failed: `ok` False keeps it for a retry)."""
+        """A key is finished (encrypted, skipped, or failed: `ok` False keeps it for a retry). A failed key of an
+        earlier run, tried again before the listing reaches it, does not move the watermark."""
         (self.failed.discard if ok else self.failed.add)(key)
-        if key not in self._pending:
-            return  # a failed key of an earlier run, tried again before the listing
-        self.done.add(key)
-        # Advance the watermark over the finished keys at the front of the listing order.
-        advanced = 0
-        while advanced < len(self._pending) and self._pending[advanced] in self.done:
-            self.done.discard(self._pending[advanced])
-            self.after = self._pending[advanced]
-            advanced += 1
-        del self._pending[:advanced]
+        self._watermark.settled(key)
 
     def to_json(self) -> str:
         return json.dumps({"version": VERSION, "bucket": self.bucket, "prefix": self.prefix, "after": self.after,

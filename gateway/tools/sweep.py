@@ -1,4 +1,5 @@
-"""Resuming a sweep over a bucket listing (`rewrap`): the state file, and the watermark it records.
+"""Resuming a sweep over a bucket listing (`rewrap`; `encrypt-existing` keeps its own state in resume.py on the
+same Watermark): the state file, and the watermark it records.
 
 Objects are processed concurrently, so they finish out of listing order. The *watermark* is the last key of the
 longest prefix of the listing whose every key is settled (done, skipped or failed); a re-run lists from just
@@ -14,6 +15,7 @@ import json
 import os
 import tempfile
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,18 +89,33 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 class Watermark:
-    """The last key of the longest settled prefix of a listing whose keys settle in any order."""
+    """The last key of the longest settled prefix of a listing whose keys settle in any order.
 
-    def __init__(self, start: str | None = None) -> None:
+    `settled` seeds keys already settled beyond `start` (an earlier run's, recorded in its state file): they count
+    once they are listed again. A key settled without being listed (a retry of an earlier run's failure, before
+    the listing reaches it) does not move the watermark.
+    """
+
+    def __init__(self, start: str | None = None, settled: Iterable[str] = ()) -> None:
         self.last = start
         self._pending: deque[str] = deque()  # listed, in listing order, not yet below the watermark
-        self._settled: set[str] = set()
+        self._listed: set[str] = set()  # the same keys, for membership
+        self._settled: set[str] = set(settled)
+
+    @property
+    def settled_beyond(self) -> frozenset[str]:
+        """Keys settled above the watermark, waiting for the keys before them."""
+        return frozenset(self._settled)
 
     def listed(self, key: str) -> None:
         self._pending.append(key)
+        self._listed.add(key)
 
     def settled(self, key: str) -> None:
+        if key not in self._listed:
+            return
         self._settled.add(key)
         while self._pending and self._pending[0] in self._settled:
             self.last = self._pending.popleft()
+            self._listed.discard(self.last)
             self._settled.discard(self.last)
