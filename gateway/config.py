@@ -308,8 +308,8 @@ class Upstream(_Service):
 
 
 class KeyCache(_Section):
-    """Plaintext data keys of recent reads and writes (gateway.keys.cache). `ttl_seconds` bounds how long a disabled or
-    deleted master key keeps working for objects read recently (docs/KEYS.md); 0 turns the cache off."""
+    """Plaintext data keys of recent reads and writes (gateway.keys.cache). `ttl_seconds` bounds how long a
+    disabled or deleted master key keeps working for objects used recently (docs/KEYS.md); 0 turns the cache off."""
     ttl_seconds: Float = Field(300.0, ge=0, le=86_400)
     max_entries: Int = Field(10_000, ge=1)
     max_bytes: Int = Field(16 * MiB, ge=4096)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 from gateway import errors
@@ -35,7 +36,7 @@ class Progress:
         return self._watermark.last or ""
 
     @property
-    def done(self) -> frozenset[str]:
+    def done(self) -> AbstractSet[str]:
         return self._watermark.settled_beyond
 
     def listed(self, key: str) -> None:

@@ -16,6 +16,7 @@ import os
 import tempfile
 from collections import deque
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,9 +104,9 @@ class Watermark:
         self._settled: set[str] = set(settled)
 
     @property
-    def settled_beyond(self) -> frozenset[str]:
-        """Keys settled above the watermark, waiting for the keys before them."""
-        return frozenset(self._settled)
+    def settled_beyond(self) -> AbstractSet[str]:
+        """Keys settled above the watermark, waiting for the keys before them (a live, read-only view)."""
+        return self._settled
 
     def listed(self, key: str) -> None:
         self._pending.append(key)
