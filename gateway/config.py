@@ -477,6 +477,15 @@ class Crypto(_Section):
         return self
 
 
+class Timeouts(_Section):
+    """How long the gateway waits on a client before it gives up (the store's and KMS's waits are theirs)."""
+    # From a connection's first byte (or the end of the previous request) to a complete request head.
+    request_head_seconds: Float = Field(10.0, gt=0, le=3600)
+    # A body that stops arriving (400 RequestTimeout, as S3 after ~20 s), or a response the client stops reading
+    # (the connection is closed): the longest the gateway waits without a byte moving. Slow but moving is fine.
+    client_idle_seconds: Float = Field(20.0, gt=0, le=3600)
+
+
 class Settings(_Section):
     listen: HostPort = Field(HostPort("127.0.0.1", 8080), validate_default=True)
     admin_listen: HostPort = Field(HostPort("127.0.0.1", 9090), validate_default=True)
@@ -488,6 +497,7 @@ class Settings(_Section):
     virtual_host_domains: list[Domain] = Field(default_factory=list)
     crypto: Crypto = Field(default_factory=Crypto)
     migration: Migration = Field(default_factory=Migration)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
     max_skew_seconds: Int = Field(900, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"

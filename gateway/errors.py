@@ -33,6 +33,22 @@ class MalformedXML(S3Error):
     default_message = "The XML you provided was not well-formed or did not validate against our published schema."
 
 
+class InvalidBucketName(S3Error):
+    code, status, default_message = "InvalidBucketName", 400, "The specified bucket is not valid."
+
+
+class RequestTimeout(S3Error):
+    """The client stopped sending its body (or reading the response) for longer than the idle timeout."""
+    code, status = "RequestTimeout", 400
+    default_message = ("Your socket connection to the server was not read from or written to within the timeout "
+                       "period. Idle connections will be closed.")
+
+
+class RequestHeaderSectionTooLarge(S3Error):
+    code, status = "RequestHeaderSectionTooLarge", 400
+    default_message = "Your request header section exceeds the maximum allowed size."
+
+
 class InvalidDigest(S3Error):
     code, status, default_message = "InvalidDigest", 400, "The Content-MD5 you specified was invalid."
 
