@@ -69,7 +69,10 @@ async def _expect_handler(request: web.Request) -> web.StreamResponse | None:
     except errors.S3Error as exc:
         request_id = _request_id(request)
         gw.metrics.requests.labels("Unauthenticated", str(exc.status)).inc()
-        return error_response(exc, request.path, request_id)
+        response = error_response(exc, request.path, request_id)
+        # The client will not send the body it announced; the connection cannot carry another request.
+        response.force_close()
+        return response
     await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     request.writer.output_size = 0
     return None
