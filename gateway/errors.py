@@ -37,6 +37,15 @@ class InvalidBucketName(S3Error):
     code, status, default_message = "InvalidBucketName", 400, "The specified bucket is not valid."
 
 
+class InvalidURI(S3Error):
+    """The request target is not a URI S3 can parse: a stray `%`, an escape that is not UTF-8, a raw byte."""
+    code, status, default_message = "InvalidURI", 400, "Couldn't parse the specified URI."
+
+
+class KeyTooLongError(S3Error):
+    code, status, default_message = "KeyTooLongError", 400, "Your key is too long"
+
+
 class RequestTimeout(S3Error):
     """The client stopped sending its body (or reading the response) for longer than the idle timeout."""
     code, status = "RequestTimeout", 400

@@ -39,7 +39,9 @@ _STARTED = "envelope.started"
 def _authenticate(gw: Gateway, request: web.Request) -> tuple[Target, VerifiedRequest]:
     if _AUTH in request:
         return request[_AUTH]
-    target = resolve(request.raw_path, request.host, gw.virtual_host_domains)
+    # The Host header itself (what the client signed), not request.host: aiohttp substitutes the authority of an
+    # absolute-form target or the socket's address for it.
+    target = resolve(request.raw_path, request.headers.get("Host"), gw.virtual_host_domains)
     now = datetime.datetime.now(datetime.timezone.utc)
     try:
         raw_params = parse_query(target.raw_query)
@@ -67,7 +69,10 @@ async def _expect_handler(request: web.Request) -> web.StreamResponse | None:
     except errors.S3Error as exc:
         request_id = _request_id(request)
         gw.metrics.requests.labels("Unauthenticated", str(exc.status)).inc()
-        return error_response(exc, request.path, request_id)
+        response = error_response(exc, request.path, request_id)
+        # The client will not send the body it announced; the connection cannot carry another request.
+        response.force_close()
+        return response
     await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     request.writer.output_size = 0
     return None
@@ -196,5 +201,6 @@ def build_app(gw: Gateway) -> web.Application:
     app = web.Application(middlewares=[_s3_errors], client_max_size=1024**2)
     app[GATEWAY] = gw
     app.on_response_prepare.append(_first_byte)
-    app.router.add_route("*", "/{tail:.*}", _handle, expect_handler=_expect_handler)
+    # `[\s\S]`, not `.`: S3 keys may contain newlines (`%0A`), and `.` does not match them.
+    app.router.add_route("*", r"/{tail:[\s\S]*}", _handle, expect_handler=_expect_handler)
     return app

@@ -20,6 +20,7 @@ from gateway import errors
 from gateway.observability.logs import upstream_request_id
 from gateway.observability.metrics import Metrics
 from gateway.proxy.sockets import READ_BUFFER_BYTES, set_send_buffer
+from gateway.s3.names import check_bucket, check_key
 from gateway.s3.sigv4 import UNSIGNED_PAYLOAD, Credentials, sign_request
 
 _SAFE_QUERY = "-_.~"
@@ -98,8 +99,14 @@ class Upstream:
             await self._session.close()
 
     def _target(self, bucket: str | None, key: str | None) -> tuple[str, str]:
-        """(host, encoded path) for a bucket/key in the configured addressing style."""
-        key_path = quote(key, safe=_SAFE_PATH) if key is not None else ""
+        """(host, encoded path) for a bucket/key in the configured addressing style.
+
+        Defence in depth: resolve() already refused invalid names, but a bucket also arrives from other places
+        (x-amz-copy-source, the gateway's own records), and with virtual addressing an invalid one would choose
+        the host this request, signed with the gateway's credentials, is sent to. Checked here, before any I/O."""
+        if bucket is not None:
+            check_bucket(bucket)
+        key_path = quote(check_key(key), safe=_SAFE_PATH) if key is not None else ""
         if bucket is None:
             return self._netloc, self._base_path + "/"
         if self._virtual:

@@ -1,9 +1,13 @@
 """Where a request points: bucket and key from path-style or virtual-hosted-style addressing. Pure."""
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import unquote_to_bytes
+
+from gateway import errors
+from gateway.s3.names import check_bucket, check_key, virtual_host_bucket
 
 # Presigned-URL authentication parameters: consumed by the gateway, never forwarded or routed on.
 _AUTH_QUERY = {"x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-expires", "x-amz-signedheaders",
@@ -11,6 +15,8 @@ _AUTH_QUERY = {"x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-expir
                "awsaccesskeyid", "expires", "signature"}  # the last three: SigV2 presigned URLs
 # `x-id` is a routing hint the AWS SDKs append (e.g. `?x-id=PutObject`); S3 ignores it, and so do we.
 _IGNORED_QUERY = {"x-id"}
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+_STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 @dataclass(frozen=True)
@@ -32,40 +38,53 @@ class Target:
 
 
 def parse_query(raw_query: str) -> list[tuple[str, str]]:
+    """Decoded (name, value) pairs; InvalidURI for an escape that is not UTF-8 (it must not become U+FFFD: the
+    value routed on would differ from the one signed)."""
     # `+` stays a plus: S3 clients encode spaces as %20, and a key or prefix may contain a literal `+`.
     params = []
     for part in raw_query.split("&"):
         if not part:
             continue
         name, _, value = part.partition("=")
-        params.append((unquote(name), unquote(value)))
+        params.append((_decode(name), _decode(value)))
     return params
 
 
-def _host_bucket(host: str, domains: Sequence[str]) -> str | None:
-    hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    hostname = hostname.lower().rstrip(".")
-    for domain in domains:
-        suffix = "." + domain.lower().rstrip(".")
-        if hostname.endswith(suffix) and len(hostname) > len(suffix):
-            return hostname[: -len(suffix)]
-    return None
+def _decode(raw: str) -> str:
+    """Percent-decode exactly: every `%` starts two hex digits, the bytes are UTF-8, the raw text is ASCII without
+    controls. Anything else is a URI S3 cannot parse either."""
+    if not raw.isascii() or _CONTROL.search(raw) or _STRAY_PERCENT.search(raw):
+        raise errors.InvalidURI()
+    try:
+        return unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise errors.InvalidURI() from None
 
 
-def resolve(raw_target: str, host: str, virtual_host_domains: Sequence[str]) -> Target:
-    """Split a request target (path?query, undecoded) into bucket, key and query."""
+def resolve(raw_target: str, host: str | None, virtual_host_domains: Sequence[str]) -> Target:
+    """Split a request target (path?query, undecoded) and its Host header into bucket, key and query.
+
+    Every bucket in a returned Target is a valid S3 bucket name and every key is valid UTF-8 of at most 1,024
+    bytes: the upstream URL is built from these. Anything else raises an S3Error (InvalidURI, InvalidBucketName,
+    KeyTooLongError, InvalidArgument for a malformed Host) before a byte goes upstream."""
     raw_path, _, raw_query = raw_target.partition("?")
+    if not raw_path.startswith("/"):
+        raise errors.InvalidURI()  # absolute-form (`GET http://other/...`) or `*`: not an S3 request
     params = [(k, v) for k, v in parse_query(raw_query)
               if k.lower() not in _AUTH_QUERY and k.lower() not in _IGNORED_QUERY]
     query = tuple((k, v) for k, v in params if not k.lower().startswith("x-amz-"))
     hoisted = tuple((k.lower(), v) for k, v in params if k.lower().startswith("x-amz-"))
-    path = unquote(raw_path)
-    bucket = _host_bucket(host, virtual_host_domains)
+    bucket = virtual_host_bucket(host, virtual_host_domains)
     if bucket is not None:
-        key = path[1:] if path.startswith("/") else path
-        return Target(bucket, key or None, raw_path, raw_query, query, virtual_hosted=True, hoisted_headers=hoisted)
-    stripped = path[1:] if path.startswith("/") else path
-    if not stripped:
+        return Target(bucket, _key(raw_path[1:]), raw_path, raw_query, query, virtual_hosted=True,
+                      hoisted_headers=hoisted)
+    if raw_path == "/":
         return Target(None, None, raw_path, raw_query, query, hoisted_headers=hoisted)
-    bucket, sep, key = stripped.partition("/")
-    return Target(bucket, key if sep and key else None, raw_path, raw_query, query, hoisted_headers=hoisted)
+    # Split before decoding, as S3 does: `/a%2Fb/k` names the bucket `a/b` (invalid), not bucket `a`, key `b/k`.
+    raw_bucket, _, raw_key = raw_path[1:].partition("/")
+    return Target(check_bucket(_decode(raw_bucket)), _key(raw_key), raw_path, raw_query, query,
+                  hoisted_headers=hoisted)
+
+
+def _key(raw: str) -> str | None:
+    return check_key(_decode(raw)) if raw else None

@@ -21,128 +21,128 @@ TABLE = [
     ("GET", "/", {}, "ListBuckets", T),
     ("GET", "/?max-buckets=10&continuation-token=x&prefix=a&bucket-region=eu-west-1", {}, "ListBuckets", T),
     # bucket, no sub-resource
-    ("GET", "/b", {}, "ListObjects", L),
-    ("GET", "/b/", {}, "ListObjects", L),
-    ("GET", "/b?prefix=a%2F&delimiter=%2F&marker=m&max-keys=5&encoding-type=url", {}, "ListObjects", L),
-    ("GET", "/b?list-type=2", {}, "ListObjectsV2", L),
-    ("GET", "/b?list-type=2&continuation-token=t&start-after=s&fetch-owner=true&prefix=", {}, "ListObjectsV2", L),
-    ("GET", "/b?versions", {}, "ListObjectVersions", L),
-    ("GET", "/b?versions&key-marker=k&version-id-marker=v&prefix=p&encoding-type=url", {}, "ListObjectVersions", L),
-    ("PUT", "/b", {}, "CreateBucket", T),
-    ("DELETE", "/b", {}, "DeleteBucket", Handling.DELETE_BUCKET),
-    ("HEAD", "/b", {}, "HeadBucket", T),
-    ("POST", "/b?delete", {}, "DeleteObjects", T),
+    ("GET", "/bkt", {}, "ListObjects", L),
+    ("GET", "/bkt/", {}, "ListObjects", L),
+    ("GET", "/bkt?prefix=a%2F&delimiter=%2F&marker=m&max-keys=5&encoding-type=url", {}, "ListObjects", L),
+    ("GET", "/bkt?list-type=2", {}, "ListObjectsV2", L),
+    ("GET", "/bkt?list-type=2&continuation-token=t&start-after=s&fetch-owner=true&prefix=", {}, "ListObjectsV2", L),
+    ("GET", "/bkt?versions", {}, "ListObjectVersions", L),
+    ("GET", "/bkt?versions&key-marker=k&version-id-marker=v&prefix=p&encoding-type=url", {}, "ListObjectVersions", L),
+    ("PUT", "/bkt", {}, "CreateBucket", T),
+    ("DELETE", "/bkt", {}, "DeleteBucket", Handling.DELETE_BUCKET),
+    ("HEAD", "/bkt", {}, "HeadBucket", T),
+    ("POST", "/bkt?delete", {}, "DeleteObjects", T),
     # bucket sub-resources: never DeleteBucket / CreateBucket / ListObjects
-    ("DELETE", "/b?encryption", {}, "DeleteBucketEncryption", T),
-    ("DELETE", "/b?tagging", {}, "DeleteBucketTagging", T),
-    ("DELETE", "/b?cors", {}, "DeleteBucketCors", T),
-    ("DELETE", "/b?lifecycle", {}, "DeleteBucketLifecycle", T),
-    ("DELETE", "/b?policy", {}, "DeleteBucketPolicy", T),
-    ("DELETE", "/b?website", {}, "DeleteBucketWebsite", T),
-    ("DELETE", "/b?replication", {}, "DeleteBucketReplication", T),
-    ("DELETE", "/b?ownershipControls", {}, "DeleteBucketOwnershipControls", T),
-    ("DELETE", "/b?publicAccessBlock", {}, "DeletePublicAccessBlock", T),
-    ("DELETE", "/b?metrics&id=m", {}, "DeleteBucketMetricsConfiguration", T),
-    ("DELETE", "/b?analytics&id=a", {}, "DeleteBucketAnalyticsConfiguration", T),
-    ("DELETE", "/b?inventory&id=i", {}, "DeleteBucketInventoryConfiguration", T),
-    ("DELETE", "/b?intelligent-tiering&id=i", {}, "DeleteBucketIntelligentTieringConfiguration", T),
-    ("DELETE", "/b?metadataTable", {}, "DeleteBucketMetadataTableConfiguration", T),
-    ("DELETE", "/b?metadataConfiguration", {}, "DeleteBucketMetadataConfiguration", T),
-    ("GET", "/b?acl", {}, "GetBucketAcl", T),
-    ("PUT", "/b?acl", {}, "PutBucketAcl", T),
-    ("GET", "/b?policy", {}, "GetBucketPolicy", T),
-    ("PUT", "/b?policy", {}, "PutBucketPolicy", T),
-    ("GET", "/b?policyStatus", {}, "GetBucketPolicyStatus", T),
-    ("GET", "/b?cors", {}, "GetBucketCors", T),
-    ("PUT", "/b?cors", {}, "PutBucketCors", T),
-    ("GET", "/b?lifecycle", {}, "GetBucketLifecycleConfiguration", T),
-    ("PUT", "/b?lifecycle", {}, "PutBucketLifecycleConfiguration", T),
-    ("GET", "/b?tagging", {}, "GetBucketTagging", T),
-    ("PUT", "/b?tagging", {}, "PutBucketTagging", T),
-    ("GET", "/b?versioning", {}, "GetBucketVersioning", T),
-    ("PUT", "/b?versioning", {}, "PutBucketVersioning", T),
-    ("GET", "/b?location", {}, "GetBucketLocation", T),
-    ("GET", "/b?encryption", {}, "GetBucketEncryption", T),
-    ("PUT", "/b?encryption", {}, "PutBucketEncryption", T),
-    ("GET", "/b?website", {}, "GetBucketWebsite", T),
-    ("PUT", "/b?website", {}, "PutBucketWebsite", T),
-    ("GET", "/b?logging", {}, "GetBucketLogging", T),
-    ("PUT", "/b?logging", {}, "PutBucketLogging", T),
-    ("GET", "/b?notification", {}, "GetBucketNotificationConfiguration", T),
-    ("PUT", "/b?notification", {}, "PutBucketNotificationConfiguration", T),
-    ("GET", "/b?replication", {}, "GetBucketReplication", T),
-    ("PUT", "/b?replication", {}, "PutBucketReplication", T),
-    ("GET", "/b?ownershipControls", {}, "GetBucketOwnershipControls", T),
-    ("PUT", "/b?ownershipControls", {}, "PutBucketOwnershipControls", T),
-    ("GET", "/b?publicAccessBlock", {}, "GetPublicAccessBlock", T),
-    ("PUT", "/b?publicAccessBlock", {}, "PutPublicAccessBlock", T),
-    ("GET", "/b?object-lock", {}, "GetObjectLockConfiguration", T),
-    ("PUT", "/b?object-lock", {}, "PutObjectLockConfiguration", T),
-    ("GET", "/b?accelerate", {}, "GetBucketAccelerateConfiguration", T),
-    ("PUT", "/b?accelerate", {}, "PutBucketAccelerateConfiguration", T),
-    ("GET", "/b?requestPayment", {}, "GetBucketRequestPayment", T),
-    ("PUT", "/b?requestPayment", {}, "PutBucketRequestPayment", T),
-    ("GET", "/b?intelligent-tiering&id=i", {}, "GetBucketIntelligentTieringConfiguration", T),
-    ("GET", "/b?intelligent-tiering", {}, "ListBucketIntelligentTieringConfigurations", T),
-    ("PUT", "/b?intelligent-tiering&id=i", {}, "PutBucketIntelligentTieringConfiguration", T),
-    ("GET", "/b?inventory&id=i", {}, "GetBucketInventoryConfiguration", T),
-    ("GET", "/b?inventory&continuation-token=t", {}, "ListBucketInventoryConfigurations", T),
-    ("PUT", "/b?inventory&id=i", {}, "PutBucketInventoryConfiguration", T),
-    ("GET", "/b?metrics&id=m", {}, "GetBucketMetricsConfiguration", T),
-    ("GET", "/b?metrics", {}, "ListBucketMetricsConfigurations", T),
-    ("PUT", "/b?metrics&id=m", {}, "PutBucketMetricsConfiguration", T),
-    ("GET", "/b?analytics&id=a", {}, "GetBucketAnalyticsConfiguration", T),
-    ("GET", "/b?analytics", {}, "ListBucketAnalyticsConfigurations", T),
-    ("PUT", "/b?analytics&id=a", {}, "PutBucketAnalyticsConfiguration", T),
-    ("GET", "/b?metadataTable", {}, "GetBucketMetadataTableConfiguration", T),
-    ("POST", "/b?metadataTable", {}, "CreateBucketMetadataTableConfiguration", T),
-    ("GET", "/b?metadataConfiguration", {}, "GetBucketMetadataConfiguration", T),
-    ("POST", "/b?metadataConfiguration", {}, "CreateBucketMetadataConfiguration", T),
-    ("PUT", "/b?metadataInventoryTable", {}, "UpdateBucketMetadataInventoryTableConfiguration", T),
-    ("PUT", "/b?metadataJournalTable", {}, "UpdateBucketMetadataJournalTableConfiguration", T),
-    ("GET", "/b?abac", {}, "GetBucketAbac", T),
-    ("PUT", "/b?abac", {}, "PutBucketAbac", T),
+    ("DELETE", "/bkt?encryption", {}, "DeleteBucketEncryption", T),
+    ("DELETE", "/bkt?tagging", {}, "DeleteBucketTagging", T),
+    ("DELETE", "/bkt?cors", {}, "DeleteBucketCors", T),
+    ("DELETE", "/bkt?lifecycle", {}, "DeleteBucketLifecycle", T),
+    ("DELETE", "/bkt?policy", {}, "DeleteBucketPolicy", T),
+    ("DELETE", "/bkt?website", {}, "DeleteBucketWebsite", T),
+    ("DELETE", "/bkt?replication", {}, "DeleteBucketReplication", T),
+    ("DELETE", "/bkt?ownershipControls", {}, "DeleteBucketOwnershipControls", T),
+    ("DELETE", "/bkt?publicAccessBlock", {}, "DeletePublicAccessBlock", T),
+    ("DELETE", "/bkt?metrics&id=m", {}, "DeleteBucketMetricsConfiguration", T),
+    ("DELETE", "/bkt?analytics&id=a", {}, "DeleteBucketAnalyticsConfiguration", T),
+    ("DELETE", "/bkt?inventory&id=i", {}, "DeleteBucketInventoryConfiguration", T),
+    ("DELETE", "/bkt?intelligent-tiering&id=i", {}, "DeleteBucketIntelligentTieringConfiguration", T),
+    ("DELETE", "/bkt?metadataTable", {}, "DeleteBucketMetadataTableConfiguration", T),
+    ("DELETE", "/bkt?metadataConfiguration", {}, "DeleteBucketMetadataConfiguration", T),
+    ("GET", "/bkt?acl", {}, "GetBucketAcl", T),
+    ("PUT", "/bkt?acl", {}, "PutBucketAcl", T),
+    ("GET", "/bkt?policy", {}, "GetBucketPolicy", T),
+    ("PUT", "/bkt?policy", {}, "PutBucketPolicy", T),
+    ("GET", "/bkt?policyStatus", {}, "GetBucketPolicyStatus", T),
+    ("GET", "/bkt?cors", {}, "GetBucketCors", T),
+    ("PUT", "/bkt?cors", {}, "PutBucketCors", T),
+    ("GET", "/bkt?lifecycle", {}, "GetBucketLifecycleConfiguration", T),
+    ("PUT", "/bkt?lifecycle", {}, "PutBucketLifecycleConfiguration", T),
+    ("GET", "/bkt?tagging", {}, "GetBucketTagging", T),
+    ("PUT", "/bkt?tagging", {}, "PutBucketTagging", T),
+    ("GET", "/bkt?versioning", {}, "GetBucketVersioning", T),
+    ("PUT", "/bkt?versioning", {}, "PutBucketVersioning", T),
+    ("GET", "/bkt?location", {}, "GetBucketLocation", T),
+    ("GET", "/bkt?encryption", {}, "GetBucketEncryption", T),
+    ("PUT", "/bkt?encryption", {}, "PutBucketEncryption", T),
+    ("GET", "/bkt?website", {}, "GetBucketWebsite", T),
+    ("PUT", "/bkt?website", {}, "PutBucketWebsite", T),
+    ("GET", "/bkt?logging", {}, "GetBucketLogging", T),
+    ("PUT", "/bkt?logging", {}, "PutBucketLogging", T),
+    ("GET", "/bkt?notification", {}, "GetBucketNotificationConfiguration", T),
+    ("PUT", "/bkt?notification", {}, "PutBucketNotificationConfiguration", T),
+    ("GET", "/bkt?replication", {}, "GetBucketReplication", T),
+    ("PUT", "/bkt?replication", {}, "PutBucketReplication", T),
+    ("GET", "/bkt?ownershipControls", {}, "GetBucketOwnershipControls", T),
+    ("PUT", "/bkt?ownershipControls", {}, "PutBucketOwnershipControls", T),
+    ("GET", "/bkt?publicAccessBlock", {}, "GetPublicAccessBlock", T),
+    ("PUT", "/bkt?publicAccessBlock", {}, "PutPublicAccessBlock", T),
+    ("GET", "/bkt?object-lock", {}, "GetObjectLockConfiguration", T),
+    ("PUT", "/bkt?object-lock", {}, "PutObjectLockConfiguration", T),
+    ("GET", "/bkt?accelerate", {}, "GetBucketAccelerateConfiguration", T),
+    ("PUT", "/bkt?accelerate", {}, "PutBucketAccelerateConfiguration", T),
+    ("GET", "/bkt?requestPayment", {}, "GetBucketRequestPayment", T),
+    ("PUT", "/bkt?requestPayment", {}, "PutBucketRequestPayment", T),
+    ("GET", "/bkt?intelligent-tiering&id=i", {}, "GetBucketIntelligentTieringConfiguration", T),
+    ("GET", "/bkt?intelligent-tiering", {}, "ListBucketIntelligentTieringConfigurations", T),
+    ("PUT", "/bkt?intelligent-tiering&id=i", {}, "PutBucketIntelligentTieringConfiguration", T),
+    ("GET", "/bkt?inventory&id=i", {}, "GetBucketInventoryConfiguration", T),
+    ("GET", "/bkt?inventory&continuation-token=t", {}, "ListBucketInventoryConfigurations", T),
+    ("PUT", "/bkt?inventory&id=i", {}, "PutBucketInventoryConfiguration", T),
+    ("GET", "/bkt?metrics&id=m", {}, "GetBucketMetricsConfiguration", T),
+    ("GET", "/bkt?metrics", {}, "ListBucketMetricsConfigurations", T),
+    ("PUT", "/bkt?metrics&id=m", {}, "PutBucketMetricsConfiguration", T),
+    ("GET", "/bkt?analytics&id=a", {}, "GetBucketAnalyticsConfiguration", T),
+    ("GET", "/bkt?analytics", {}, "ListBucketAnalyticsConfigurations", T),
+    ("PUT", "/bkt?analytics&id=a", {}, "PutBucketAnalyticsConfiguration", T),
+    ("GET", "/bkt?metadataTable", {}, "GetBucketMetadataTableConfiguration", T),
+    ("POST", "/bkt?metadataTable", {}, "CreateBucketMetadataTableConfiguration", T),
+    ("GET", "/bkt?metadataConfiguration", {}, "GetBucketMetadataConfiguration", T),
+    ("POST", "/bkt?metadataConfiguration", {}, "CreateBucketMetadataConfiguration", T),
+    ("PUT", "/bkt?metadataInventoryTable", {}, "UpdateBucketMetadataInventoryTableConfiguration", T),
+    ("PUT", "/bkt?metadataJournalTable", {}, "UpdateBucketMetadataJournalTableConfiguration", T),
+    ("GET", "/bkt?abac", {}, "GetBucketAbac", T),
+    ("PUT", "/bkt?abac", {}, "PutBucketAbac", T),
     # refused at bucket level
-    ("GET", "/b?uploads", {}, "ListMultipartUploads", T),
-    ("GET", "/b?uploads&prefix=p&key-marker=k&upload-id-marker=u&max-uploads=5", {}, "ListMultipartUploads", T),
-    ("GET", "/b?session", {}, "CreateSession", R),
-    ("POST", "/b", {}, "PostObject", R),
+    ("GET", "/bkt?uploads", {}, "ListMultipartUploads", T),
+    ("GET", "/bkt?uploads&prefix=p&key-marker=k&upload-id-marker=u&max-uploads=5", {}, "ListMultipartUploads", T),
+    ("GET", "/bkt?session", {}, "CreateSession", R),
+    ("POST", "/bkt", {}, "PostObject", R),
     # object
-    ("PUT", "/b/k", {}, "PutObject", P),
-    ("PUT", "/b/dir/k%20x", {"Content-Type": "text/plain"}, "PutObject", P),
-    ("GET", "/b/k", {}, "GetObject", G),
-    ("GET", "/b/k?versionId=3&partNumber=1&response-content-type=text%2Fplain&response-cache-control=no",
+    ("PUT", "/bkt/k", {}, "PutObject", P),
+    ("PUT", "/bkt/dir/k%20x", {"Content-Type": "text/plain"}, "PutObject", P),
+    ("GET", "/bkt/k", {}, "GetObject", G),
+    ("GET", "/bkt/k?versionId=3&partNumber=1&response-content-type=text%2Fplain&response-cache-control=no",
      {}, "GetObject", G),
-    ("GET", "/b/k?x-amz-checksum-mode=ENABLED", {}, "GetObject", G),   # hoisted by a presigner
-    ("HEAD", "/b/k", {}, "HeadObject", H),
-    ("HEAD", "/b/k?versionId=3&partNumber=2", {}, "HeadObject", H),
-    ("DELETE", "/b/k", {}, "DeleteObject", T),
-    ("DELETE", "/b/k?versionId=3", {}, "DeleteObject", T),
-    ("GET", "/b/k?tagging", {}, "GetObjectTagging", T),
-    ("PUT", "/b/k?tagging", {}, "PutObjectTagging", T),
-    ("DELETE", "/b/k?tagging", {}, "DeleteObjectTagging", T),
-    ("DELETE", "/b/k?tagging&versionId=2", {}, "DeleteObjectTagging", T),
-    ("GET", "/b/k?acl", {}, "GetObjectAcl", T),
-    ("PUT", "/b/k?acl&versionId=1", {}, "PutObjectAcl", T),
-    ("GET", "/b/k?retention", {}, "GetObjectRetention", T),
-    ("PUT", "/b/k?retention", {}, "PutObjectRetention", T),
-    ("GET", "/b/k?legal-hold", {}, "GetObjectLegalHold", T),
-    ("PUT", "/b/k?legal-hold", {}, "PutObjectLegalHold", T),
+    ("GET", "/bkt/k?x-amz-checksum-mode=ENABLED", {}, "GetObject", G),   # hoisted by a presigner
+    ("HEAD", "/bkt/k", {}, "HeadObject", H),
+    ("HEAD", "/bkt/k?versionId=3&partNumber=2", {}, "HeadObject", H),
+    ("DELETE", "/bkt/k", {}, "DeleteObject", T),
+    ("DELETE", "/bkt/k?versionId=3", {}, "DeleteObject", T),
+    ("GET", "/bkt/k?tagging", {}, "GetObjectTagging", T),
+    ("PUT", "/bkt/k?tagging", {}, "PutObjectTagging", T),
+    ("DELETE", "/bkt/k?tagging", {}, "DeleteObjectTagging", T),
+    ("DELETE", "/bkt/k?tagging&versionId=2", {}, "DeleteObjectTagging", T),
+    ("GET", "/bkt/k?acl", {}, "GetObjectAcl", T),
+    ("PUT", "/bkt/k?acl&versionId=1", {}, "PutObjectAcl", T),
+    ("GET", "/bkt/k?retention", {}, "GetObjectRetention", T),
+    ("PUT", "/bkt/k?retention", {}, "PutObjectRetention", T),
+    ("GET", "/bkt/k?legal-hold", {}, "GetObjectLegalHold", T),
+    ("PUT", "/bkt/k?legal-hold", {}, "PutObjectLegalHold", T),
     # refused at object level
-    ("PUT", "/b/k", {"x-amz-copy-source": "/b/other"}, "CopyObject", Handling.COPY_OBJECT),
-    ("PUT", "/b/k", {"X-Amz-Copy-Source": "b/other?versionId=1"}, "CopyObject", Handling.COPY_OBJECT),
-    ("POST", "/b/k?uploads", {}, "CreateMultipartUpload", Handling.CREATE_MULTIPART),
-    ("PUT", "/b/k?partNumber=1&uploadId=u", {}, "UploadPart", Handling.UPLOAD_PART),
-    ("PUT", "/b/k?partNumber=1&uploadId=u", {"x-amz-copy-source": "/b/o"}, "UploadPartCopy",
+    ("PUT", "/bkt/k", {"x-amz-copy-source": "/bkt/other"}, "CopyObject", Handling.COPY_OBJECT),
+    ("PUT", "/bkt/k", {"X-Amz-Copy-Source": "b/other?versionId=1"}, "CopyObject", Handling.COPY_OBJECT),
+    ("POST", "/bkt/k?uploads", {}, "CreateMultipartUpload", Handling.CREATE_MULTIPART),
+    ("PUT", "/bkt/k?partNumber=1&uploadId=u", {}, "UploadPart", Handling.UPLOAD_PART),
+    ("PUT", "/bkt/k?partNumber=1&uploadId=u", {"x-amz-copy-source": "/bkt/o"}, "UploadPartCopy",
      Handling.UPLOAD_PART_COPY),
-    ("POST", "/b/k?uploadId=u", {}, "CompleteMultipartUpload", Handling.COMPLETE_MULTIPART),
-    ("DELETE", "/b/k?uploadId=u", {}, "AbortMultipartUpload", Handling.ABORT_MULTIPART),
-    ("GET", "/b/k?uploadId=u&max-parts=10&part-number-marker=2", {}, "ListParts", Handling.LIST_PARTS),
-    ("GET", "/b/k?attributes", {"x-amz-object-attributes": "ObjectSize"}, "GetObjectAttributes", R),
-    ("POST", "/b/k?select&select-type=2", {}, "SelectObjectContent", R),
-    ("POST", "/b/k?restore", {}, "RestoreObject", R),
-    ("GET", "/b/k?torrent", {}, "GetObjectTorrent", R),
-    ("PUT", "/b/k?renameObject", {"x-amz-rename-source": "/b/o"}, "RenameObject", R),
+    ("POST", "/bkt/k?uploadId=u", {}, "CompleteMultipartUpload", Handling.COMPLETE_MULTIPART),
+    ("DELETE", "/bkt/k?uploadId=u", {}, "AbortMultipartUpload", Handling.ABORT_MULTIPART),
+    ("GET", "/bkt/k?uploadId=u&max-parts=10&part-number-marker=2", {}, "ListParts", Handling.LIST_PARTS),
+    ("GET", "/bkt/k?attributes", {"x-amz-object-attributes": "ObjectSize"}, "GetObjectAttributes", R),
+    ("POST", "/bkt/k?select&select-type=2", {}, "SelectObjectContent", R),
+    ("POST", "/bkt/k?restore", {}, "RestoreObject", R),
+    ("GET", "/bkt/k?torrent", {}, "GetObjectTorrent", R),
+    ("PUT", "/bkt/k?renameObject", {"x-amz-rename-source": "/bkt/o"}, "RenameObject", R),
 ]
 
 
@@ -161,32 +161,32 @@ def test_bucket_and_key_are_returned():
 
 
 @pytest.mark.parametrize("method,target", [
-    ("DELETE", "/b?encryption"), ("DELETE", "/b?tagging"), ("DELETE", "/b?cors"), ("DELETE", "/b?lifecycle"),
-    ("DELETE", "/b?policy"), ("DELETE", "/b?website"), ("DELETE", "/b?unknown"), ("DELETE", "/b?Encryption"),
-    ("DELETE", "/b?encryption&tagging"), ("DELETE", "/b?uploads"), ("DELETE", "/b?versions"),
-    ("DELETE", "/b?x-amz-bypass=1&encryption"),
+    ("DELETE", "/bkt?encryption"), ("DELETE", "/bkt?tagging"), ("DELETE", "/bkt?cors"), ("DELETE", "/bkt?lifecycle"),
+    ("DELETE", "/bkt?policy"), ("DELETE", "/bkt?website"), ("DELETE", "/bkt?unknown"), ("DELETE", "/bkt?Encryption"),
+    ("DELETE", "/bkt?encryption&tagging"), ("DELETE", "/bkt?uploads"), ("DELETE", "/bkt?versions"),
+    ("DELETE", "/bkt?x-amz-bypass=1&encryption"),
 ])
 def test_delete_with_any_sub_resource_is_never_delete_bucket(method, target):
     assert op(method, target).name != "DeleteBucket"
 
 
-@pytest.mark.parametrize("target", ["/b/k?tagging", "/b/k?uploadId=1", "/b/k?unknown", "/b/k?tagging&acl",
-                                    "/b/k?x-amz-copy-source=b%2Fo&tagging"])
+@pytest.mark.parametrize("target", ["/bkt/k?tagging", "/bkt/k?uploadId=1", "/bkt/k?unknown", "/bkt/k?tagging&acl",
+                                    "/bkt/k?x-amz-copy-source=b%2Fo&tagging"])
 def test_delete_with_any_sub_resource_is_never_delete_object(target):
     assert op("DELETE", target).name != "DeleteObject"
 
 
 @pytest.mark.parametrize("method,target", [
-    ("PUT", "/b/k?acl"), ("PUT", "/b/k?unknown"), ("PUT", "/b/k?partNumber=1"), ("PUT", "/b/k?versionId=1"),
-    ("PUT", "/b/k?x-amz-copy-source=b%2Fo"), ("PUT", "/b/k?response-content-type=x"),
-    ("PUT", "/b/k?uploadId=1"), ("POST", "/b/k"),
+    ("PUT", "/bkt/k?acl"), ("PUT", "/bkt/k?unknown"), ("PUT", "/bkt/k?partNumber=1"), ("PUT", "/bkt/k?versionId=1"),
+    ("PUT", "/bkt/k?x-amz-copy-source=b%2Fo"), ("PUT", "/bkt/k?response-content-type=x"),
+    ("PUT", "/bkt/k?uploadId=1"), ("POST", "/bkt/k"),
 ])
 def test_only_a_plain_put_stores_an_object(method, target):
     assert op(method, target).handling is not Handling.PUT_OBJECT
 
 
-@pytest.mark.parametrize("target", ["/b?unknown", "/b?Acl", "/b?versionId=1", "/b?acl&policy",
-                                    "/?foo", "/b/k?foo", "/b/k?ACL", "/b/k?tagging&acl", "/b/k?uploads&uploadId=1"])
+@pytest.mark.parametrize("target", ["/bkt?unknown", "/bkt?Acl", "/bkt?versionId=1", "/bkt?acl&policy",
+                                    "/?foo", "/bkt/k?foo", "/bkt/k?ACL", "/bkt/k?tagging&acl", "/bkt/k?uploads&uploadId=1"])
 def test_unknown_or_ambiguous_is_refused(target):
     for method in ("GET", "PUT", "DELETE", "HEAD", "POST"):
         operation = op(method, target)
@@ -195,7 +195,7 @@ def test_unknown_or_ambiguous_is_refused(target):
 
 
 def test_list_type_other_than_2():
-    operation = op("GET", "/b?list-type=3")
+    operation = op("GET", "/bkt?list-type=3")
     assert operation.handling is Handling.REFUSE
     assert isinstance(operation.error, errors.InvalidArgument)
 
@@ -206,19 +206,19 @@ def test_refusal_errors():
         assert isinstance(e, errors.S3Error)
         return e
 
-    assert isinstance(error("GET", "/b/k?attributes"), errors.NotImplementedS3)
-    assert isinstance(error("POST", "/b/k?select&select-type=2"), errors.NotImplementedS3)
-    unknown = error("GET", "/b?frobnicate")
+    assert isinstance(error("GET", "/bkt/k?attributes"), errors.NotImplementedS3)
+    assert isinstance(error("POST", "/bkt/k?select&select-type=2"), errors.NotImplementedS3)
+    unknown = error("GET", "/bkt?frobnicate")
     assert isinstance(unknown, errors.NotImplementedS3) and "frobnicate" in unknown.message
 
-    for method, target, resource_type in [("POST", "/b/k", "OBJECT"), ("PATCH", "/b/k", "OBJECT"),
-                                          ("OPTIONS", "/b/k", "OBJECT"), ("PUT", "/", "SERVICE"),
+    for method, target, resource_type in [("POST", "/bkt/k", "OBJECT"), ("PATCH", "/bkt/k", "OBJECT"),
+                                          ("OPTIONS", "/bkt/k", "OBJECT"), ("PUT", "/", "SERVICE"),
                                           ("DELETE", "/", "SERVICE"), ("HEAD", "/", "SERVICE"),
-                                          ("POST", "/b?acl", "BUCKET"), ("DELETE", "/b?acl", "BUCKET"),
-                                          ("PUT", "/b?location", "BUCKET"), ("PUT", "/b?versions", "BUCKET"),
-                                          ("GET", "/b?delete", "BUCKET"), ("PUT", "/b?uploads", "BUCKET"),
-                                          ("POST", "/b/k?tagging", "OBJECT"), ("GET", "/b/k?uploads", "OBJECT"),
-                                          ("HEAD", "/b/k?acl", "OBJECT")]:
+                                          ("POST", "/bkt?acl", "BUCKET"), ("DELETE", "/bkt?acl", "BUCKET"),
+                                          ("PUT", "/bkt?location", "BUCKET"), ("PUT", "/bkt?versions", "BUCKET"),
+                                          ("GET", "/bkt?delete", "BUCKET"), ("PUT", "/bkt?uploads", "BUCKET"),
+                                          ("POST", "/bkt/k?tagging", "OBJECT"), ("GET", "/bkt/k?uploads", "OBJECT"),
+                                          ("HEAD", "/bkt/k?acl", "OBJECT")]:
         e = error(method, target)
         assert isinstance(e, errors.MethodNotAllowed), (method, target)
         assert e.status == 405
@@ -226,12 +226,12 @@ def test_refusal_errors():
 
 
 def test_lowercase_method_and_x_id_hint():
-    assert op("get", "/b/k").name == "GetObject"
+    assert op("get", "/bkt/k").name == "GetObject"
     assert classify("PUT", "b", "k", {"x-id": "PutObject"}, {}).name == "PutObject"
 
 
 def test_operation_is_immutable():
-    operation = op("GET", "/b/k")
+    operation = op("GET", "/bkt/k")
     with pytest.raises(AttributeError):
         operation.name = "PutObject"  # type: ignore[misc]
 
@@ -272,12 +272,12 @@ def test_every_botocore_operation_is_classified_by_its_own_name():
 
 
 @pytest.mark.parametrize("method, target, name", [
-    ("PUT", "/b/k?x-amz-copy-source=b%2Fo", "CopyObject"),
-    ("PUT", "/b/k?X-Amz-Meta-Owner=alice", "PutObject"),
-    ("PUT", "/b/k?x-amz-meta-envelope-header=x", "PutObject"),  # then refused like the header (reserved name)
-    ("GET", "/b/k?x-amz-checksum-mode=ENABLED", "GetObject"),
-    ("DELETE", "/b/k?x-amz-mfa=1", "DeleteObject"),
-    ("DELETE", "/b?x-amz-expected-bucket-owner=1", "DeleteBucket"),
+    ("PUT", "/bkt/k?x-amz-copy-source=b%2Fo", "CopyObject"),
+    ("PUT", "/bkt/k?X-Amz-Meta-Owner=alice", "PutObject"),
+    ("PUT", "/bkt/k?x-amz-meta-envelope-header=x", "PutObject"),  # then refused like the header (reserved name)
+    ("GET", "/bkt/k?x-amz-checksum-mode=ENABLED", "GetObject"),
+    ("DELETE", "/bkt/k?x-amz-mfa=1", "DeleteObject"),
+    ("DELETE", "/bkt?x-amz-expected-bucket-owner=1", "DeleteBucket"),
 ])
 def test_hoisted_headers_are_headers(method: str, target: str, name: str) -> None:
     """Presigners move signed x-amz-* headers into the query string and S3 reads them as headers: so does the
