@@ -103,8 +103,9 @@ TABLE = [
     ("GET", "/b?abac", {}, "GetBucketAbac", T),
     ("PUT", "/b?abac", {}, "PutBucketAbac", T),
     # refused at bucket level
-    ("GET", "/b?uploads", {}, "ListMultipartUploads", T),
-    ("GET", "/b?uploads&prefix=p&key-marker=k&upload-id-marker=u&max-uploads=5", {}, "ListMultipartUploads", T),
+    ("GET", "/b?uploads", {}, "ListMultipartUploads", Handling.LIST_OBJECTS),
+    ("GET", "/b?uploads&prefix=p&key-marker=k&upload-id-marker=u&max-uploads=5", {}, "ListMultipartUploads",
+     Handling.LIST_OBJECTS),
     ("GET", "/b?session", {}, "CreateSession", R),
     ("POST", "/b", {}, "PostObject", R),
     # object
