@@ -37,7 +37,7 @@ def test_any_copy_source_gives_a_source_or_an_s3_error(value: str) -> None:
     try:
         source = parse_copy_source(value)
     except errors.S3Error as exc:
-        assert exc.status < 500
+        assert exc.status < 500 or exc.code == "NotImplemented"  # (access point ARNs: 501, deliberately)
         return
     assert source.bucket and source.key
     assert parse_copy_source(source.header_value()) == source
