@@ -9,9 +9,18 @@ from __future__ import annotations
 import re
 
 from gateway.format.sizes import SEALED_SEGMENT_SIZE_BYTES, SEGMENT_SIZE_BYTES
+from gateway.s3.numbers import decimal
 
-_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
-_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+# ASCII digits only (re's \d also matches "١", which int() reads); numerals of any length are read with
+# decimal(), capped, so a 5,000-digit offset is a huge offset rather than int()'s ValueError.
+_RANGE = re.compile(r"^\s*bytes\s*=\s*([0-9]*)\s*-\s*([0-9]*)\s*$", re.IGNORECASE | re.ASCII)
+_CONTENT_RANGE = re.compile(r"^bytes ([0-9]{1,19})-([0-9]{1,19})/([0-9]{1,19})$", re.ASCII)
+
+
+def _int(numeral: str) -> int:
+    value = decimal(numeral)
+    assert value is not None  # only called on a non-empty [0-9]* group
+    return value
 
 
 def upstream_range(range_value: str | None, plaintext_possible: bool = False) -> str | None:
@@ -28,10 +37,10 @@ def upstream_range(range_value: str | None, plaintext_possible: bool = False) ->
     first, last = _RANGE.match(range_value or "").groups()  # type: ignore[union-attr]  # widened: it matched
     if first == "":
         return widened  # the last ceil(n/S) + 1 sealed segments hold more than n bytes
-    start = min(int(first), int(widened[len("bytes="):].partition("-")[0]))
+    start = min(_int(first), _int(widened[len("bytes="):].partition("-")[0]))
     if last == "":
         return f"bytes={start}-"
-    end = max(int(last), int(widened.rpartition("-")[2]))
+    end = max(_int(last), _int(widened.rpartition("-")[2]))
     return f"bytes={start}-{end}"
 
 
@@ -45,14 +54,14 @@ def _widened(range_value: str | None) -> str | None:
     if first == "":
         # Suffix `-n`: the last n plaintext bytes lie in at most ceil(n/S) + 1 segments, whatever the size
         # (the final segment may be short). `-0` is unsatisfiable; one segment suffices to learn the size.
-        segments = -(-int(last) // SEGMENT_SIZE_BYTES) + 1
+        segments = -(-_int(last) // SEGMENT_SIZE_BYTES) + 1
         return f"bytes=-{segments * SEALED_SEGMENT_SIZE_BYTES}"
-    start = int(first) // SEGMENT_SIZE_BYTES * SEALED_SEGMENT_SIZE_BYTES
+    start = _int(first) // SEGMENT_SIZE_BYTES * SEALED_SEGMENT_SIZE_BYTES
     if last == "":
         return f"bytes={start}-"
-    if int(last) < int(first):
+    if _int(last) < _int(first):
         return None  # invalid: S3 ignores the header and returns the whole object
-    end = (int(last) // SEGMENT_SIZE_BYTES + 1) * SEALED_SEGMENT_SIZE_BYTES - 1
+    end = (_int(last) // SEGMENT_SIZE_BYTES + 1) * SEALED_SEGMENT_SIZE_BYTES - 1
     return f"bytes={start}-{end}"
 
 

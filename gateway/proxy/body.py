@@ -13,6 +13,7 @@ from aiohttp import web
 from gateway import errors
 from gateway.s3.checksums import BodyChecks
 from gateway.s3.chunked import AwsChunkedDecoder
+from gateway.s3.numbers import decimal
 from gateway.s3.sigv4 import STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, ChunkSigner, VerifiedRequest
 
 # S3's largest single PUT. A larger declared length is refused before any byte is read.
@@ -33,9 +34,10 @@ def declared_length(headers: Mapping[str, str], payload_hash: str, content_lengt
         raise errors.MissingContentLength()
     else:
         raw = str(content_length)
-    if not raw.isdigit():
+    # Capped just past the limit: a numeral of any length is an EntityTooLarge, not int()'s ValueError.
+    length = decimal(raw, cap=MAX_PUT_BYTES + 1)
+    if length is None:
         raise errors.InvalidArgument("The declared content length is not a number.")
-    length = int(raw)
     if length > MAX_PUT_BYTES:
         raise errors.EntityTooLarge(ProposedSize=str(length), MaxSizeAllowed=str(MAX_PUT_BYTES))
     return length

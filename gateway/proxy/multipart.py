@@ -38,6 +38,7 @@ from gateway.s3.metadata import check_client_metadata, envelope_fields
 from gateway.s3.multipart_xml import (complete_request_body, complete_result, copy_part_result, http_date_iso,
                                       multipart_part_count, normalise_etag, parse_complete_request, parse_upload_id,
                                       result_etag)
+from gateway.s3.numbers import decimal
 from gateway.s3.sigv4 import VerifiedRequest
 from gateway.s3.xml import parse_error, rewrite_listing
 
@@ -63,10 +64,11 @@ def _upload_id(target: Target) -> str:
 
 def _part_number(target: Target) -> int:
     raw = target.query_map.get("partNumber", "")
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_PARTS:
+    number = decimal(raw, cap=MAX_PARTS + 1)
+    if number is None or not 1 <= number <= MAX_PARTS:
         raise errors.InvalidArgument("Part number must be an integer between 1 and 10000, inclusive.",
                                      ArgumentName="partNumber", ArgumentValue=raw)
-    return int(raw)
+    return number
 
 
 async def create_multipart_upload(gw: Gateway, request: web.Request, target: Target,

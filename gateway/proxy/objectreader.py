@@ -32,6 +32,7 @@ from gateway.proxy.responses import read_upto, sse_headers
 from gateway.proxy.tablecache import CachedTable
 from gateway.s3.metadata import envelope_fields
 from gateway.s3.multipart_xml import multipart_part_count
+from gateway.s3.numbers import decimal
 from gateway.s3.ranges import content_range, parse_range
 
 T = TypeVar("T")
@@ -139,10 +140,11 @@ def part_number_of(raw: str | None, range_value: str | None) -> int | None:
         return None
     if range_value:
         raise errors.InvalidRequest("Cannot specify both Range header and partNumber query parameter.")
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_PARTS:
+    number = decimal(raw, cap=MAX_PARTS + 1)
+    if number is None or not 1 <= number <= MAX_PARTS:
         raise errors.InvalidArgument("Part number must be an integer between 1 and 10000, inclusive.",
                                      ArgumentName="partNumber", ArgumentValue=raw)
-    return int(raw)
+    return number
 
 
 @dataclass

@@ -16,13 +16,14 @@ from gateway.proxy.body import ClientBody
 from gateway.proxy.context import Gateway
 from gateway.proxy.headers import client_response_headers, forwardable_request_headers
 from gateway.proxy.responses import abort, read_upto, relay_upstream_error
-from gateway.proxy.uploadstate import is_reserved_key
+from gateway.proxy.uploadstate import RESERVED_KEY_PREFIX, is_reserved_key
 from gateway.s3.addressing import Target
 from gateway.s3.operations import Operation
 from gateway.s3.sigv4 import VerifiedRequest
-from gateway.s3.multipart_xml import delete_request_keys, multipart_part_count
+from gateway.s3.multipart_xml import multipart_part_count, parse_delete_request
 from gateway.s3.metadata import envelope_fields
-from gateway.s3.xml import ListedObject, listed_objects, parse_error, rewrite_listing
+from gateway.s3.xml import (ListedObject, check_client_document, listed_objects, parse_error, query_after,
+                            requested_entries, rewrite_listing, visible_before_hidden)
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,11 @@ MAX_CONTROL_BODY_BYTES = 4 * 1024 * 1024
 MAX_LISTING_BYTES = 32 * 1024 * 1024
 # HEADs in flight per listing page of a bucket opted in to plaintext reads (a page names up to 1,000 objects).
 _LISTING_HEADS_IN_FLIGHT = 16
+# A key after every key the gateway keeps under its reserved prefix (they are ASCII): where a listing resumes
+# when a page ends among them. Sent to the store only, never shown to a client.
+_PAST_RESERVED = RESERVED_KEY_PREFIX + "\U0010ffff"
+# Request bodies passed through are XML, but for this one (JSON).
+_NOT_XML_BODIES = frozenset({"PutBucketPolicy"})
 
 
 async def read_control_body(request: web.Request, verified: VerifiedRequest) -> bytes:
@@ -50,8 +56,13 @@ async def read_control_body(request: web.Request, verified: VerifiedRequest) -> 
 async def pass_through(gw: Gateway, request: web.Request, target: Target, verified: VerifiedRequest,
                        operation: Operation) -> web.StreamResponse:
     data = await read_control_body(request, verified)
-    if operation.name == "DeleteObjects" and any(map(is_reserved_key, delete_request_keys(data))):
-        raise errors.AccessDenied("Key names under .envelope-gateway/ are reserved by the encryption gateway.")
+    if operation.name == "DeleteObjects":
+        deletion = parse_delete_request(data)
+        if any(is_reserved_key(entry.key) for entry in deletion.objects):
+            raise errors.AccessDenied("Key names under .envelope-gateway/ are reserved by the encryption gateway.")
+        data = deletion.body()  # what was checked, not the client's bytes (their checksums were verified above)
+    elif data and operation.name not in _NOT_XML_BODIES:
+        check_client_document(data)
     headers = forwardable_request_headers(request.headers.items())
     if data:
         # Client checksums were verified and stripped; operations that require an integrity header
@@ -120,8 +131,25 @@ async def list_objects(gw: Gateway, request: web.Request, target: Target, verifi
             return await relay_upstream_error(response)
         body = await _read_limited(response, MAX_LISTING_BYTES)
         out = client_response_headers(response.headers)
-    plaintext = await _plaintext_objects(gw, target.bucket, body) if gw.reads_plaintext(target.bucket) else set()
-    return web.Response(status=200, body=rewrite_listing(body, listed_size, is_reserved_key, plaintext), headers=out)
+    following = None
+    visible = visible_before_hidden(body, is_reserved_key)
+    if visible is not None:
+        # The page ends among the reserved keys: its continuation point would name one (or a page of them would
+        # end the listing early). The store's next page past them completes it; no marker names the prefix.
+        count = max(1, requested_entries(target.query) - visible)
+        query = query_after(target.query, _PAST_RESERVED, count)
+        response = await gw.upstream.request("GET", target.bucket, None, query, headers)
+        async with response:
+            if response.status != 200:
+                return await relay_upstream_error(response)
+            following = await _read_limited(response, MAX_LISTING_BYTES)
+    plaintext: set[tuple[str, str | None]] = set()
+    if gw.reads_plaintext(target.bucket):
+        for page in (body, following):
+            if page is not None:
+                plaintext |= await _plaintext_objects(gw, target.bucket, page)
+    listing = rewrite_listing(body, listed_size, is_reserved_key, plaintext, following=following)
+    return web.Response(status=200, body=listing, headers=out)
 
 
 async def _plaintext_objects(gw: Gateway, bucket: str, body: bytes) -> set[tuple[str, str | None]]:

@@ -33,6 +33,10 @@ def error_response(exc: errors.S3Error, resource: str, request_id: str, head: bo
 async def relay_upstream_error(response: aiohttp.ClientResponse) -> web.Response:
     """An upstream 3xx/4xx/5xx, passed on: its status, its (small) XML body, none of its ciphertext headers."""
     body = await read_upto(response, _MAX_ERROR_BODY_BYTES)
+    if body.strip() and parse_error(body) is None:
+        # Not an S3 error document the gateway can read (nested past any depth S3 writes, say): relayed, it
+        # would break the client's parser; it is the store's fault, and retryable.
+        raise errors.UpstreamError("The object store returned an error the gateway could not read.")
     headers = client_response_headers(response.headers)
     return web.Response(status=response.status, body=body or None, headers=headers)
 

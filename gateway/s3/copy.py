@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
 from gateway import errors
+from gateway.s3.numbers import decimal
 
-_COPY_RANGE = re.compile(r"\Abytes=([0-9]+)-([0-9]+)\Z")
+_COPY_RANGE = re.compile(r"\Abytes=([0-9]+)-([0-9]+)\Z", re.ASCII)
 # x-amz-copy-source-if-* → the GET/HEAD condition the store evaluates against the source.
 _CONDITIONS = {"x-amz-copy-source-if-match": "if-match", "x-amz-copy-source-if-none-match": "if-none-match",
                "x-amz-copy-source-if-modified-since": "if-modified-since",
@@ -53,11 +54,13 @@ def copy_range(value: str | None) -> str | None:
     if value is None:
         return None
     match = _COPY_RANGE.match(value.strip())
-    if match is None or int(match.group(1)) > int(match.group(2)):
+    first, last = (decimal(match.group(1)), decimal(match.group(2))) if match else (None, None)
+    if first is None or last is None or first > last:
         raise errors.InvalidArgument("The x-amz-copy-source-range value must be of the form bytes=first-last where "
                                      "first and last are the zero-based offsets of the first and last bytes to copy",
                                      ArgumentName="x-amz-copy-source-range", ArgumentValue=value)
-    return f"bytes={match.group(1)}-{match.group(2)}"
+    # Written back from the values read (capped), so whoever reads it next never meets a 5,000-digit numeral.
+    return f"bytes={first}-{last}"
 
 
 def metadata_directive(value: str | None) -> str:

@@ -5,24 +5,28 @@ Upstream and client documents alike are untrusted: parsed with defusedxml only (
 from __future__ import annotations
 
 import datetime
-import re
+from dataclasses import dataclass
 from xml.etree.ElementTree import Element
 
-import defusedxml.ElementTree as SafeET
-from defusedxml import DefusedXmlException
-
 from gateway import errors
-from gateway.s3.xml import DECLARATION, S3_NAMESPACE, _child_text, _parse, _serialise, _split, _text
+from gateway.s3.numbers import decimal
+from gateway.s3.xml import (DECLARATION, S3_NAMESPACE, _child_text, _serialise, _split, _text, children,
+                            client_document, leaf_text, store_document)
 
 MAX_PART_NUMBER = 10_000
-_DIGITS = re.compile(r"^[0-9]{1,5}$")
+# DeleteObjects names at most 1,000 objects; S3 answers MalformedXML for more.
+MAX_DELETE_OBJECTS = 1000
+# Part elements of a CompleteMultipartUpload body: the checksums are the client's and are not forwarded (the
+# store's parts are ciphertext), but a newer SDK's Checksum<Algorithm> must not be MalformedXML.
+_PART_FIELDS = ("PartNumber", "ETag", "ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME", "ChecksumSHA1",
+                "ChecksumSHA256", "ChecksumSHA512", "ChecksumMD5", "ChecksumXXHASH64", "ChecksumXXHASH3",
+                "ChecksumXXHASH128")
+# Object elements of a DeleteObjects body, in the order S3 documents them; all but Key are conditions.
+_DELETE_FIELDS = ("Key", "VersionId", "ETag", "LastModifiedTime", "Size")
 
 
 def _root(body: bytes, what: str) -> Element:
-    try:
-        return _parse(body)
-    except (SafeET.ParseError, DefusedXmlException, ValueError):
-        raise errors.InternalError(f"The object store returned a {what} the gateway could not read.") from None
+    return store_document(body, f"a {what}")
 
 
 def normalise_etag(etag: str) -> str:
@@ -35,7 +39,9 @@ def multipart_part_count(etag: str) -> int | None:
     """M of a multipart ETag `"<hex>-M"` (the number of parts the store completed the object from), or None for
     any other ETag."""
     _, dash, count = etag.strip().strip('"').rpartition("-")
-    return int(count) if dash and count.isascii() and count.isdigit() and count[0] != "0" else None
+    # Capped just past S3's limit: a count of any length stays impossible for the layout arithmetic (which then
+    # refuses it) without int()'s ValueError past 4,300 digits.
+    return decimal(count, cap=MAX_PART_NUMBER + 1) if dash and count[:1] != "0" else None
 
 
 def parse_upload_id(body: bytes) -> str:
@@ -43,30 +49,27 @@ def parse_upload_id(body: bytes) -> str:
     root = _root(body, "CreateMultipartUpload response")
     upload_id = (_child_text(root, "UploadId") or "").strip()
     if not upload_id:
-        raise errors.InternalError("The object store's CreateMultipartUpload response has no UploadId.")
+        raise errors.UpstreamError("The object store's CreateMultipartUpload response has no UploadId.")
     return upload_id
 
 
 def parse_complete_request(body: bytes) -> list[tuple[int, str]]:
-    """(part number, ETag) of a client's CompleteMultipartUpload body, in order; S3's errors for bad lists."""
-    try:
-        root = _parse(body)
-    except (SafeET.ParseError, DefusedXmlException, ValueError):
-        raise errors.MalformedXML() from None
-    if _split(root.tag)[1] != "CompleteMultipartUpload":
-        raise errors.MalformedXML()
+    """(part number, ETag) of a client's CompleteMultipartUpload body, in order; S3's errors for bad lists.
+    Held strictly (see client_document): one PartNumber and one ETag per Part, nothing but Parts in the list."""
+    root = client_document(body, "CompleteMultipartUpload")
     parts: list[tuple[int, str]] = []
-    for elem in root:
-        if _split(elem.tag)[1] != "Part":
-            continue
-        number = (_child_text(elem, "PartNumber") or "").strip()
-        etag = _child_text(elem, "ETag")
-        if not _DIGITS.match(number) or etag is None:
+    for elem in children(root, (), ("Part",)).get("Part", []):
+        fields = children(elem, _PART_FIELDS)
+        if "PartNumber" not in fields or "ETag" not in fields:
             raise errors.MalformedXML()
-        part_number = int(number)
+        number = leaf_text(fields["PartNumber"][0]).strip()
+        etag = leaf_text(fields["ETag"][0])
+        part_number = decimal(number, cap=MAX_PART_NUMBER + 1)
+        if part_number is None:
+            raise errors.MalformedXML()
         if not 1 <= part_number <= MAX_PART_NUMBER:
             raise errors.InvalidArgument("Part number must be an integer between 1 and 10000, inclusive.",
-                                         ArgumentName="partNumber", ArgumentValue=number)
+                                         ArgumentName="partNumber", ArgumentValue=str(part_number))
         if parts and part_number <= parts[-1][0]:
             raise errors.InvalidPartOrder()
         parts.append((part_number, normalise_etag(etag)))
@@ -96,7 +99,7 @@ def result_etag(body: bytes, what: str) -> str:
     root = _root(body, what)
     etag = _child_text(root, "ETag")
     if etag is None:
-        raise errors.InternalError(f"The object store's {what} has no ETag.")
+        raise errors.UpstreamError(f"The object store's {what} has no ETag.")
     return normalise_etag(etag)
 
 
@@ -131,11 +134,47 @@ def delete_objects_body(keys: list[str]) -> bytes:
     return DECLARATION + f'<Delete xmlns="{S3_NAMESPACE}"><Quiet>true</Quiet>{inner}</Delete>'.encode()
 
 
-def delete_request_keys(body: bytes) -> list[str]:
-    """The keys a client's DeleteObjects body names. MalformedXML if the gateway cannot read it: a body the
-    gateway cannot check (a DTD, say) must not reach a store that might read it differently."""
-    try:
-        root = _parse(body)
-    except (SafeET.ParseError, DefusedXmlException, ValueError):
-        raise errors.MalformedXML() from None
-    return [_child_text(entry, "Key") or "" for entry in root if _split(entry.tag)[1] == "Object"]
+@dataclass(frozen=True)
+class DeleteEntry:
+    key: str
+    conditions: tuple[tuple[str, str], ...] = ()  # (VersionId | ETag | LastModifiedTime | Size, text), in order
+
+
+@dataclass(frozen=True)
+class DeleteRequest:
+    quiet: bool | None  # None: the client did not say (S3's default, verbose)
+    objects: tuple[DeleteEntry, ...]
+
+    def body(self) -> bytes:
+        """The DeleteObjects body the gateway sends the store: written from what it checked, never the client's
+        bytes (a store could read a duplicate element or an odd construct differently from the gateway)."""
+        quiet = "" if self.quiet is None else f"<Quiet>{'true' if self.quiet else 'false'}</Quiet>"
+        entries = "".join(
+            f"<Object><Key>{_text(entry.key)}</Key>"
+            + "".join(f"<{name}>{_text(value)}</{name}>" for name, value in entry.conditions) + "</Object>"
+            for entry in self.objects)
+        return DECLARATION + f'<Delete xmlns="{S3_NAMESPACE}">{quiet}{entries}</Delete>'.encode("utf-8")
+
+
+def parse_delete_request(body: bytes) -> DeleteRequest:
+    """A client's DeleteObjects body, strictly: MalformedXML for anything the gateway would have to guess at
+    (a second Key in an Object, an unknown element, a DTD, mixed namespaces, no objects or more than 1,000)."""
+    root = client_document(body, "Delete")
+    fields = children(root, ("Quiet",), ("Object",))
+    quiet = None
+    if "Quiet" in fields:
+        text = leaf_text(fields["Quiet"][0]).strip().lower()
+        if text not in ("true", "false"):
+            raise errors.MalformedXML()
+        quiet = text == "true"
+    objects = fields.get("Object", [])
+    if not 1 <= len(objects) <= MAX_DELETE_OBJECTS:
+        raise errors.MalformedXML()
+    entries = []
+    for elem in objects:
+        named = children(elem, _DELETE_FIELDS)
+        if "Key" not in named:
+            raise errors.MalformedXML()
+        conditions = tuple((name, leaf_text(named[name][0])) for name in _DELETE_FIELDS[1:] if name in named)
+        entries.append(DeleteEntry(leaf_text(named["Key"][0]), conditions))
+    return DeleteRequest(quiet, tuple(entries))

@@ -51,7 +51,6 @@ _BUCKET_SUBRESOURCES: dict[str, dict[str, str]] = {
                   "DELETE": "DeleteBucketAnalyticsConfiguration"},
     "cors": {"GET": "GetBucketCors", "PUT": "PutBucketCors", "DELETE": "DeleteBucketCors"},
     "delete": {"POST": "DeleteObjects"},
-    "uploads": {"GET": "ListMultipartUploads"},
     "encryption": {"GET": "GetBucketEncryption", "PUT": "PutBucketEncryption", "DELETE": "DeleteBucketEncryption"},
     "intelligent-tiering": {"GET": "GetBucketIntelligentTieringConfiguration",
                             "PUT": "PutBucketIntelligentTieringConfiguration",
@@ -84,6 +83,8 @@ _BUCKET_SUBRESOURCES: dict[str, dict[str, str]] = {
     "versioning": {"GET": "GetBucketVersioning", "PUT": "PutBucketVersioning"},
     "website": {"GET": "GetBucketWebsite", "PUT": "PutBucketWebsite", "DELETE": "DeleteBucketWebsite"},
 }
+# Listings of keys: rewritten (plaintext sizes, the gateway's reserved keys hidden), not passed through.
+_BUCKET_LISTINGS = {"versions": "ListObjectVersions", "uploads": "ListMultipartUploads"}
 # GET of these without ?id lists the configurations instead of fetching one.
 _BUCKET_LISTABLE = {"analytics": "ListBucketAnalyticsConfigurations",
                     "intelligent-tiering": "ListBucketIntelligentTieringConfigurations",
@@ -182,7 +183,7 @@ def _service(method: str, query: Mapping[str, str]) -> Operation:
 def _bucket(method: str, bucket: str, query: Mapping[str, str]) -> Operation:
     subresources = []
     for name in query:
-        if name in _BUCKET_SUBRESOURCES or name in _BUCKET_REFUSED or name == "versions":
+        if name in _BUCKET_SUBRESOURCES or name in _BUCKET_REFUSED or name in _BUCKET_LISTINGS:
             subresources.append(name)
         elif name not in _BUCKET_PARAMS:
             return _unsupported_parameter(name, bucket, None)
@@ -211,9 +212,9 @@ def _bucket(method: str, bucket: str, query: Mapping[str, str]) -> Operation:
         return _not_allowed(method, "BUCKET", bucket, None)
 
     sub = subresources[0]
-    if sub == "versions":
+    if sub in _BUCKET_LISTINGS:
         if method == "GET":
-            return Operation("ListObjectVersions", Handling.LIST_OBJECTS, bucket, None)
+            return Operation(_BUCKET_LISTINGS[sub], Handling.LIST_OBJECTS, bucket, None)
         return _not_allowed(method, "BUCKET", bucket, None)
     if sub in _BUCKET_REFUSED:
         names, message = _BUCKET_REFUSED[sub]

@@ -7,13 +7,7 @@ a valid range that selects nothing is 416 InvalidRange.
 from __future__ import annotations
 
 from gateway import errors
-
-
-def _number(text: str) -> int | None:
-    # isdigit() alone would accept non-ASCII digits ("١") and int() would accept "+1", " 1" and "1_0".
-    if not text or not text.isascii() or not text.isdigit():
-        return None
-    return int(text)
+from gateway.s3.numbers import decimal
 
 
 def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
@@ -31,20 +25,22 @@ def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
     if not dash:
         return None
 
+    # decimal() reads a numeral of any length, capped: a huge last byte is the end of the object, a huge first
+    # byte lies past it (416). isdigit()+int() would take "١" and "+1", and raise past 4,300 digits.
     if not first_text:
         # Suffix range "-n": the last n bytes; more than the object is the whole object.
-        suffix = _number(last_text)
+        suffix = decimal(last_text)
         if suffix is None:
             return None
         if suffix == 0 or size == 0:
             raise _unsatisfiable(value, size)
         return max(0, size - suffix), size - 1
 
-    first = _number(first_text)
+    first = decimal(first_text)
     if first is None:
         return None
     if last_text:
-        last = _number(last_text)
+        last = decimal(last_text)
         if last is None or last < first:
             return None  # syntactically invalid: ignored, not 416 (AWS answers 200 for "bytes=3-0")
     else:

@@ -8,7 +8,7 @@ which the client's parser would then read back as a line feed.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Collection, Container, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, unquote_plus, urlencode
 from xml.etree.ElementTree import Element
@@ -17,6 +17,7 @@ import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from gateway import errors
+from gateway.s3.numbers import decimal
 
 S3_NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
 DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -53,8 +54,88 @@ def error_body(code: str, message: str, resource: str, request_id: str,
 
 # --- reading --------------------------------------------------------------------------------------
 
-def _parse(body: bytes) -> Element:
-    return SafeET.fromstring(body, forbid_dtd=True)
+# Deeper than any document S3 writes or reads (a listing is four levels: ListVersionsResult/Version/Owner/ID).
+# A deeper one is refused at once: walking or writing it would exhaust Python's recursion limit.
+MAX_DEPTH = 16
+
+
+class _Unreadable(Exception):
+    """Internal: the bytes are not a document the gateway reads (mapped to the caller's S3 error)."""
+
+
+def _read(body: bytes) -> Element:
+    # ValueError covers undecodable text, LookupError an unknown encoding declaration; the defusedxml errors are
+    # DTDs and entities, which no S3 document has.
+    try:
+        root = SafeET.fromstring(body, forbid_dtd=True)
+    except (SafeET.ParseError, DefusedXmlException, ValueError, LookupError):
+        raise _Unreadable() from None
+    pending = [(root, 1)]
+    while pending:  # iteratively: a recursive walk is exactly what a deep document would break
+        elem, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise _Unreadable()
+        pending.extend((child, depth + 1) for child in elem)
+    return root
+
+
+def store_document(body: bytes, what: str) -> Element:
+    """A document from the store (a listing, an error, a multipart or copy result). Whatever the store sends,
+    the answer is the tree or UpstreamError: a store that cannot be read is the store's fault, retryable."""
+    try:
+        return _read(body)
+    except _Unreadable:
+        raise errors.UpstreamError(f"The object store returned {what} the gateway could not read.") from None
+
+
+def client_document(body: bytes, root_name: str) -> Element:
+    """A client's request document that the gateway acts on (DeleteObjects, CompleteMultipartUpload), held to
+    what the gateway reads: well-formed, no DTD, root `root_name`, every element in the root's namespace (none
+    or S3's), no attributes, no text outside leaf elements. Anything else is MalformedXML, so no document the
+    gateway reads one way can reach a store that reads it another."""
+    try:
+        root = _read(body)
+    except _Unreadable:
+        raise errors.MalformedXML() from None
+    uri, local = _split(root.tag)
+    if local != root_name or uri not in ("", S3_NAMESPACE):
+        raise errors.MalformedXML()
+    for elem in root.iter():
+        if _split(elem.tag)[0] != uri or elem.attrib or (len(elem) and (elem.text or "").strip()):
+            raise errors.MalformedXML()
+        if elem is not root and (elem.tail or "").strip():
+            raise errors.MalformedXML()
+    return root
+
+
+def check_client_document(body: bytes) -> None:
+    """A client's XML body the gateway forwards without acting on it (tagging, ACLs, bucket configuration):
+    MalformedXML unless it is well-formed, without DTD or entities, and of bounded depth."""
+    try:
+        _read(body)
+    except _Unreadable:
+        raise errors.MalformedXML() from None
+
+
+def children(elem: Element, once: Collection[str], repeated: Collection[str] = ()) -> dict[str, list[Element]]:
+    """The children of a client document's element by local name: each of `once` at most once, `repeated` any
+    number of times; any other child (or a second one of `once`) is MalformedXML."""
+    found: dict[str, list[Element]] = {}
+    for child in elem:
+        local = _split(child.tag)[1]
+        if local not in once and local not in repeated:
+            raise errors.MalformedXML()
+        found.setdefault(local, []).append(child)
+        if local in once and len(found[local]) > 1:
+            raise errors.MalformedXML()
+    return found
+
+
+def leaf_text(elem: Element) -> str:
+    """The text of a client document's leaf element; MalformedXML if it has children."""
+    if len(elem):
+        raise errors.MalformedXML()
+    return elem.text or ""
 
 
 def _split(tag: str) -> tuple[str, str]:
@@ -83,8 +164,8 @@ def parse_error(body: bytes) -> tuple[str, str] | None:
     if not body or not body.strip():
         return None
     try:
-        root = _parse(body.lstrip())
-    except (SafeET.ParseError, DefusedXmlException, ValueError):
+        root = _read(body.lstrip())
+    except _Unreadable:
         return None
     if _split(root.tag)[1] != "Error":
         return None
@@ -96,13 +177,19 @@ def parse_error(body: bytes) -> tuple[str, str] | None:
 
 # --- listings -------------------------------------------------------------------------------------
 
-_ENTRIES = {"ListBucketResult": {"Contents"}, "ListVersionsResult": {"Version", "DeleteMarker"},
+_ENTRIES = {"ListBucketResult": {"Contents", "CommonPrefixes"},
+            "ListVersionsResult": {"Version", "DeleteMarker", "CommonPrefixes"},
+            "ListMultipartUploadsResult": {"Upload", "CommonPrefixes"},
             "ListPartsResult": {"Part"}, "ListPartsResponse": {"Part"}}  # moto says ListPartsResponse
+# Where the next page of a truncated listing of keys starts, as the store says it (keys or opaque tokens).
+_NEXT = {"ListBucketResult": ("NextMarker", "NextContinuationToken"),
+         "ListVersionsResult": ("NextKeyMarker", "NextVersionIdMarker"),
+         "ListMultipartUploadsResult": ("NextKeyMarker", "NextUploadIdMarker")}
+_NEXT_KEYS = {"NextMarker", "NextKeyMarker"}  # of those, the ones that are keys (URL-encoded like Key)
 
 
 def _int(text: str | None) -> int | None:
-    text = (text or "").strip()
-    return int(text) if text.isascii() and text.isdigit() else None
+    return decimal((text or "").strip())
 
 
 @dataclass(frozen=True)
@@ -115,20 +202,22 @@ class ListedObject:
 
 def _listing(body: bytes) -> tuple[Element, str, str, set[str] | None, bool]:
     """(root, namespace, document kind, the names of its entries or None if not a listing, URL-encoded keys)."""
-    try:
-        root = _parse(body)
-    except (SafeET.ParseError, DefusedXmlException, ValueError):
-        # Passing it through would show stored (ciphertext) sizes and hidden keys as if they were the truth.
-        raise errors.InternalError("The object store returned a listing the gateway could not read.") from None
+    # Passing an unreadable listing through would show stored (ciphertext) sizes and hidden keys as the truth.
+    root = store_document(body, "a listing")
     uri, kind = _split(root.tag)
     url_encoded = (_child_text(root, "EncodingType") or "").strip().lower() == "url"
     return root, uri, kind, _ENTRIES.get(kind), url_encoded
 
 
-def _entry_key(entry: Element, url_encoded: bool) -> str | None:
-    raw_key = _child_text(entry, "Key")
+def _decoded(raw: str | None, url_encoded: bool) -> str | None:
     # S3 encodes keys form-style with encoding-type=url (botocore decodes them with unquote_plus).
-    return unquote_plus(raw_key) if raw_key is not None and url_encoded else raw_key
+    return unquote_plus(raw) if raw is not None and url_encoded else raw
+
+
+def _entry_name(entry: Element, url_encoded: bool) -> str | None:
+    """The key an entry names (decoded): its Key, or the Prefix of a CommonPrefixes entry."""
+    field = "Prefix" if _split(entry.tag)[1] == "CommonPrefixes" else "Key"
+    return _decoded(_child_text(entry, field), url_encoded)
 
 
 def listed_objects(body: bytes) -> list[ListedObject]:
@@ -139,74 +228,122 @@ def listed_objects(body: bytes) -> list[ListedObject]:
     for entry in root:
         if entry_names is None or _split(entry.tag)[1] not in entry_names:
             continue  # (parts of a ListParts result have no key, so they are not taken either)
-        key, stored = _entry_key(entry, url_encoded), _int(_child_text(entry, "Size"))
+        key, stored = _decoded(_child_text(entry, "Key"), url_encoded), _int(_child_text(entry, "Size"))
         if key is not None and stored is not None:
             out.append(ListedObject(key, _child_text(entry, "VersionId"), stored, _child_text(entry, "ETag") or ""))
     return out
 
 
+def _truncated(root: Element) -> bool:
+    return (_child_text(root, "IsTruncated") or "").strip().lower() == "true"
+
+
+def visible_before_hidden(body: bytes, hide_key: Callable[[str], bool]) -> int | None:
+    """For a truncated listing page of keys that ends among hidden keys: how many entries it shows before them.
+    None for any other page. Such a page cannot be answered as it is: its continuation point (NextMarker, the
+    last key, an opaque token) would name a hidden key or start the client's next page among them. Hidden keys
+    are a prefix, hence one contiguous run of the key order: everything visible on such a page precedes it."""
+    root, _, kind, entry_names, url_encoded = _listing(body)
+    if kind not in _NEXT or entry_names is None or not _truncated(root):
+        return None
+    names = [_entry_name(entry, url_encoded) for entry in root if _split(entry.tag)[1] in entry_names]
+    markers = [_decoded(_child_text(root, name), url_encoded) for name in _NEXT[kind] if name in _NEXT_KEYS]
+    listed = [name for name in names if name is not None]
+    if not any(hide_key(name) for name in markers if name is not None) and not (listed and hide_key(max(listed))):
+        return None
+    return sum(1 for name in listed if not hide_key(name))
+
+
+def query_after(query: Sequence[tuple[str, str]], after: str, count: int) -> list[tuple[str, str]]:
+    """The listing request `query` (ListObjects v1/v2, ListObjectVersions, ListMultipartUploads), moved to start
+    after the key `after` and limited to `count` entries; every other parameter (prefix, delimiter, encoding)
+    kept."""
+    names = {name for name, _ in query}
+    if "uploads" in names:
+        start, limit, drop = "key-marker", "max-uploads", {"upload-id-marker"}
+    elif "versions" in names:
+        start, limit, drop = "key-marker", "max-keys", {"version-id-marker"}
+    elif ("list-type", "2") in query:
+        start, limit, drop = "start-after", "max-keys", {"continuation-token"}
+    else:
+        start, limit, drop = "marker", "max-keys", set()
+    kept = [(name, value) for name, value in query if name not in {start, limit} | drop]
+    return kept + [(start, after), (limit, str(count))]
+
+
+def requested_entries(query: Sequence[tuple[str, str]]) -> int:
+    """How many entries a listing request asks for: max-keys / max-uploads, 1,000 (S3's default and cap)."""
+    for name, value in query:
+        if name in ("max-keys", "max-uploads"):
+            asked = decimal(value.strip())
+            return 1000 if asked is None else min(asked, 1000)
+    return 1000
+
+
 def rewrite_listing(body: bytes, size_of: Callable[[int, str], int | None],
                     hide_key: Callable[[str], bool] = lambda key: False,
-                    stored_as_is: Container[tuple[str, str | None]] = frozenset()) -> bytes:
-    """Rewrite a ListObjects (v1, v2), ListObjectVersions or ListParts result: each entry's <Size> becomes
-    size_of(stored size, ETag) (None: left as it is) unless its (key, version id) is in `stored_as_is`, and
-    entries (and common prefixes) whose key hide_key() names are dropped. Any other document is returned
+                    stored_as_is: Container[tuple[str, str | None]] = frozenset(),
+                    following: bytes | None = None) -> bytes:
+    """Rewrite a ListObjects (v1, v2), ListObjectVersions, ListMultipartUploads or ListParts result: each
+    entry's <Size> becomes size_of(stored size, ETag) (None: left as it is) unless its (key, version id) is in
+    `stored_as_is`, and entries and common prefixes whose key hide_key() names are dropped. `following`: the
+    store's page after the hidden keys (see visible_before_hidden), whose entries and continuation replace those
+    of this page. No continuation marker that names a hidden key is ever kept. Any other document is returned
     unchanged."""
     root, uri, kind, entry_names, url_encoded = _listing(body)
     if entry_names is None:
         return body
+    _rewrite_entries(root, entry_names, url_encoded, size_of, hide_key, stored_as_is)
+    if following is not None and kind in _NEXT:
+        _append_following(root, kind, following, size_of, hide_key, stored_as_is)
+    if kind in _NEXT:
+        for name in _NEXT[kind]:
+            marker = _child(root, name)
+            if marker is not None and name in _NEXT_KEYS and hide_key(_decoded(marker.text or "", url_encoded) or ""):
+                root.remove(marker)
+    key_count = _child(root, "KeyCount")
+    if key_count is not None:  # ListObjectsV2: Contents plus CommonPrefixes returned
+        key_count.text = str(sum(1 for entry in root if _split(entry.tag)[1] in entry_names))
+    return DECLARATION + _serialise(root).encode("utf-8")
 
-    dropped = 0
-    last_key: str | None = None
+
+def _rewrite_entries(root: Element, entry_names: set[str], url_encoded: bool,
+                     size_of: Callable[[int, str], int | None], hide_key: Callable[[str], bool],
+                     stored_as_is: Container[tuple[str, str | None]]) -> None:
     for entry in list(root):
-        local = _split(entry.tag)[1]
-        if local == "CommonPrefixes":
-            prefix = _child_text(entry, "Prefix")
-            if prefix is not None and hide_key(unquote_plus(prefix) if url_encoded else prefix):
-                root.remove(entry)
-                dropped += 1
+        if _split(entry.tag)[1] not in entry_names:
             continue
-        if local not in entry_names:
+        name = _entry_name(entry, url_encoded)
+        if name is not None and hide_key(name):
+            root.remove(entry)
             continue
-        raw_key, key = _child_text(entry, "Key"), _entry_key(entry, url_encoded)
-        if raw_key is not None and key is not None:
-            last_key = raw_key
-            if hide_key(key):
-                root.remove(entry)
-                dropped += 1
-                continue
         size_elem = _child(entry, "Size")
         stored = _int(size_elem.text) if size_elem is not None else None
-        if size_elem is not None and stored is not None and (key, _child_text(entry, "VersionId")) not in stored_as_is:
+        if size_elem is not None and stored is not None and (name, _child_text(entry, "VersionId")) not in stored_as_is:
             shown = size_of(stored, _child_text(entry, "ETag") or "")
             if shown is not None:
                 size_elem.text = str(shown)
 
-    if dropped:
-        key_count = _child(root, "KeyCount")
-        if key_count is not None:  # ListObjectsV2 only: Contents plus CommonPrefixes returned
-            count = _int(key_count.text)
-            if count is not None:
-                key_count.text = str(max(0, count - dropped))
-        elif kind == "ListBucketResult":
-            _keep_v1_marker(root, uri, last_key)
-    return DECLARATION + _serialise(root).encode("utf-8")
 
-
-def _keep_v1_marker(root: Element, uri: str, last_key: str | None) -> None:
-    """ListObjects v1 without a delimiter has no NextMarker: clients continue after the last key they see.
-    Had we dropped that key, they would list it again (or stop, on a page we emptied). Say where S3 stopped."""
-    truncated = (_child_text(root, "IsTruncated") or "").strip().lower() == "true"
-    if not truncated or last_key is None or _child(root, "NextMarker") is not None:
-        return
-    marker = Element(f"{{{uri}}}NextMarker" if uri else "NextMarker")
-    marker.text = last_key  # still URL-encoded if the listing is: clients decode NextMarker like Key
-    children = list(root)
-    position = next((i + 1 for i, c in enumerate(children) if _split(c.tag)[1] == "Marker"), None)
-    if position is None:
-        position = next((i for i, c in enumerate(children)
-                         if _split(c.tag)[1] in ("Contents", "CommonPrefixes")), len(children))
-    root.insert(position, marker)
+def _append_following(root: Element, kind: str, following: bytes, size_of: Callable[[int, str], int | None],
+                      hide_key: Callable[[str], bool], stored_as_is: Container[tuple[str, str | None]]) -> None:
+    """Take the following page's entries, truncation and continuation into `root`; `root` keeps what echoes
+    the client's request (Marker, StartAfter, ContinuationToken, KeyMarker, MaxKeys, Prefix, …)."""
+    other, _, other_kind, entry_names, url_encoded = _listing(following)
+    if other_kind != kind or entry_names is None:
+        raise errors.UpstreamError("The object store returned a listing the gateway could not read.")
+    _rewrite_entries(other, entry_names, url_encoded, size_of, hide_key, stored_as_is)
+    for name in _NEXT[kind]:
+        old = _child(root, name)
+        if old is not None:
+            root.remove(old)
+    truncated = _child(root, "IsTruncated")
+    if truncated is not None:
+        truncated.text = "true" if _truncated(other) else "false"
+    for elem in other:
+        local = _split(elem.tag)[1]
+        if local in entry_names or local in _NEXT[kind]:
+            root.append(elem)
 
 
 def _serialise(elem: Element, default_uri: str | None = None) -> str:
@@ -235,10 +372,7 @@ def _serialise(elem: Element, default_uri: str | None = None) -> str:
 
 def tagging_header(body: bytes) -> str:
     """A GetObjectTagging result as the `x-amz-tagging` header of a write: `k1=v1&k2=v2` (URL-encoded)."""
-    try:
-        root = _parse(body)
-    except (SafeET.ParseError, DefusedXmlException, ValueError):
-        raise errors.UpstreamError("The object store returned tags the gateway could not read.") from None
+    root = store_document(body, "tags")
     tag_set = _child(root, "TagSet")
     tags = [] if tag_set is None else [tag for tag in tag_set if _split(tag.tag)[1] == "Tag"]
     pairs = [(_child_text(tag, "Key") or "", _child_text(tag, "Value") or "") for tag in tags]

@@ -31,3 +31,19 @@ def test_valid_ranges_round_trip(size: int, data: st.DataObject) -> None:
     assert parse_range(f"bytes={first}-{last}", size) == (first, last)
     assert parse_range(f"bytes={first}-", size) == (first, size - 1)
     assert parse_range(f"bytes=-{size - first}", size) == (first, size - 1)
+
+
+_HUGE = st.integers(4300, 6000).map(lambda n: "9" * n)
+
+
+@given(_HUGE, st.sampled_from(["bytes={n}-", "bytes=0-{n}", "bytes=-{n}", "bytes={n}-{n}", "bytes={n}-1"]),
+       st.integers(min_value=0, max_value=1 << 50))
+def test_numerals_past_ints_limit_are_read(numeral: str, form: str, size: int) -> None:
+    """Finding 6: past 4,300 digits int() raised ValueError (a 500 with a traceback)."""
+    try:
+        settled = parse_range(form.format(n=numeral), size)
+    except errors.InvalidRange:
+        return
+    if settled is not None:
+        first, last = settled
+        assert 0 <= first <= last < size

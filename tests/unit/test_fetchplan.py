@@ -1,6 +1,7 @@
 """The one-request range plan: whatever the object's size, the window fetched covers the segments needed."""
 from __future__ import annotations
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -43,6 +44,19 @@ def test_plans():
 
 def test_parse_content_range():
     assert parse_content_range("bytes 0-9/100") == (0, 9, 100)
+
+
+def test_huge_and_non_ascii_numerals_are_read_safely():
+    """Finding 6: 5,000-digit offsets raised int()'s ValueError (a 500); "١" passed re's \\d."""
+    huge = "9" * 5000
+    assert upstream_range(f"bytes=0-{huge}") == f"bytes=0-{2**63 // S * C + C - 1}"
+    assert upstream_range(f"bytes={huge}-").startswith("bytes=")
+    assert upstream_range(f"bytes=-{huge}").startswith("bytes=-")
+    assert upstream_range(f"bytes={huge}-{huge}", plaintext_possible=True).startswith("bytes=")
+    assert upstream_range("bytes=\u0661-\u0662") is None
+    for bad in (f"bytes 0-{huge}/10", "bytes \u0661-\u0662/10"):
+        with pytest.raises(ValueError, match="malformed"):
+            parse_content_range(bad)
 
 
 @settings(max_examples=2000)

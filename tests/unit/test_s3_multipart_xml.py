@@ -19,11 +19,11 @@ from gateway.s3.multipart_xml import (
     complete_request_body,
     copy_part_result,
     delete_objects_body,
-    delete_request_keys,
     http_date_iso,
     list_keys,
     normalise_etag,
     parse_complete_request,
+    parse_delete_request,
     parse_upload_id,
     result_etag,
     without_checksums,
@@ -96,8 +96,8 @@ def test_parse_upload_id_without_namespace_and_pretty_printed():
     b"<InitiateMultipartUploadResult><UploadId></UploadId></InitiateMultipartUploadResult>",
     b"<InitiateMultipartUploadResult><UploadId>  </UploadId></InitiateMultipartUploadResult>",
 ], ids=["missing", "empty", "blank"])
-def test_parse_upload_id_without_upload_id_is_internal_error(body):
-    with pytest.raises(errors.InternalError):
+def test_parse_upload_id_without_upload_id_is_upstream_error(body):
+    with pytest.raises(errors.UpstreamError):
         parse_upload_id(body)
 
 
@@ -106,8 +106,8 @@ def test_parse_upload_id_without_upload_id_is_internal_error(body):
     b'<!DOCTYPE x [<!ENTITY e "u">]><InitiateMultipartUploadResult><UploadId>&e;</UploadId>'
     b"</InitiateMultipartUploadResult>",
 ], ids=["empty", "text", "unclosed", "binary", "entity"])
-def test_parse_upload_id_unreadable_is_internal_error(body):
-    with pytest.raises(errors.InternalError):
+def test_parse_upload_id_unreadable_is_upstream_error(body):
+    with pytest.raises(errors.UpstreamError):
         parse_upload_id(body)
 
 
@@ -136,15 +136,36 @@ def test_parse_complete_request_etag_forms(etag):
     assert parse_complete_request(complete(part(1, etag))) == [(1, "abc")]
 
 
-def test_parse_complete_request_ignores_extra_elements():
+def test_parse_complete_request_takes_checksums_comments_and_padding():
     body = complete(
-        b"<ChecksumType>COMPOSITE</ChecksumType>"
         b"<Part><ChecksumCRC32>AAAAAA==</ChecksumCRC32><ChecksumCRC32C>x</ChecksumCRC32C><ChecksumSHA1>y</ChecksumSHA1>"
         b"<ChecksumSHA256>z</ChecksumSHA256><ChecksumCRC64NVME>w</ChecksumCRC64NVME>"
-        b"<ETag>e1</ETag><PartNumber> 1 </PartNumber><Unknown><Nested/></Unknown></Part>"
-        b"<!-- a comment --><Other>2</Other>"
+        b"<ETag>e1</ETag><PartNumber> 1 </PartNumber></Part>\n  <!-- a comment -->"
         b"<Part><PartNumber>00002</PartNumber><ETag>e2</ETag></Part>")
     assert parse_complete_request(body) == [(1, "e1"), (2, "e2")]
+
+
+@pytest.mark.parametrize("inner", [
+    b"<ChecksumType>COMPOSITE</ChecksumType>" + part(1, "a"),
+    part(1, "a") + b"<Other>2</Other>",
+    b"<Part><PartNumber>1</PartNumber><ETag>a</ETag><Unknown/></Part>",
+    b"<Part><PartNumber>1</PartNumber><PartNumber>2</PartNumber><ETag>a</ETag></Part>",
+    b"<Part><PartNumber>1</PartNumber><ETag>a</ETag><ETag>b</ETag></Part>",
+    b"<Part><PartNumber>1</PartNumber><ETag>a<x/></ETag></Part>",
+    b"<Part>text<PartNumber>1</PartNumber><ETag>a</ETag></Part>",
+    part(1, "a") + b"stray",
+    b'<Part xmlns="urn:other"><PartNumber>1</PartNumber><ETag>a</ETag></Part>',
+    b'<Part><PartNumber a="1">1</PartNumber><ETag>a</ETag></Part>',
+], ids=["unknown-root-child", "unknown-after", "unknown-in-part", "two-numbers", "two-etags", "nested-etag",
+        "mixed-text", "stray-tail", "other-namespace", "attribute"])
+def test_parse_complete_request_anything_odd_is_malformed(inner):
+    with pytest.raises(errors.MalformedXML):
+        parse_complete_request(complete(inner))
+
+
+def test_parse_complete_request_huge_part_number_is_invalid_argument():
+    with pytest.raises(errors.InvalidArgument):
+        parse_complete_request(complete(part("9" * 5000, "a")))
 
 
 def test_parse_complete_request_allows_gaps_and_the_extremes():
@@ -302,8 +323,8 @@ def test_without_checksums_unchanged_document_reads_the_same():
 
 
 @pytest.mark.parametrize("body", [b"", b"nope", b"<a>", b'<!DOCTYPE a [<!ENTITY e "x">]><a>&e;</a>'])
-def test_without_checksums_unreadable_is_internal_error(body):
-    with pytest.raises(errors.InternalError):
+def test_without_checksums_unreadable_is_upstream_error(body):
+    with pytest.raises(errors.UpstreamError):
         without_checksums(body, "CopyObject response")
 
 
@@ -317,8 +338,8 @@ def test_result_etag():
 
 @pytest.mark.parametrize("body", [b"<CopyObjectResult><LastModified>t</LastModified></CopyObjectResult>",
                                   b"", b"garbage", b"<CopyObjectResult>"])
-def test_result_etag_missing_or_unreadable_is_internal_error(body):
-    with pytest.raises(errors.InternalError):
+def test_result_etag_missing_or_unreadable_is_upstream_error(body):
+    with pytest.raises(errors.UpstreamError):
         result_etag(body, "CopyObject response")
 
 
@@ -401,8 +422,8 @@ def test_list_keys_empty_page():
 
 
 @pytest.mark.parametrize("body", [b"", b"<ListBucketResult>", b"not xml"])
-def test_list_keys_unreadable_is_internal_error(body):
-    with pytest.raises(errors.InternalError):
+def test_list_keys_unreadable_is_upstream_error(body):
+    with pytest.raises(errors.UpstreamError):
         list_keys(body)
 
 
@@ -414,39 +435,79 @@ def test_delete_objects_body_layout():
         b"<Object><Key>a</Key></Object><Object><Key>b&amp;c</Key></Object></Delete>")
 
 
+def delete_keys(body: bytes) -> list[str]:
+    return [entry.key for entry in parse_delete_request(body).objects]
+
+
 def test_delete_round_trip_special_keys():
     keys = ["a&b", "<c>", "d>e", "ü/ß/日本", "sp ace", "quote\"'", "cr\rlf\n", ".envelope-gateway/uploads/x/state",
-            "a" * 1024]
+            "a" * 1024, " padded "]
     body = delete_objects_body(keys)
-    assert delete_request_keys(body) == keys
+    assert delete_keys(body) == keys
     assert [el.text for el in ET.fromstring(body).iter(f"{{{S3_NAMESPACE}}}Key")] == keys
 
 
-@given(st.lists(KEYS, max_size=20))
+@given(st.lists(KEYS, min_size=1, max_size=20))
 def test_delete_round_trip(keys):
-    assert delete_request_keys(delete_objects_body(keys)) == keys
+    assert delete_keys(delete_objects_body(keys)) == keys
 
 
-def test_delete_request_keys_client_bodies():
+def test_delete_request_client_bodies():
     # As the AWS CLI sends it: no namespace, VersionId, Quiet.
     body = (b"<Delete><Object><Key>a</Key><VersionId>v1</VersionId></Object><Object><Key>b</Key></Object>"
-            b"<Object></Object><Quiet>false</Quiet></Delete>")
-    assert delete_request_keys(body) == ["a", "b", ""]
+            b"<Quiet>false</Quiet></Delete>")
+    request = parse_delete_request(body)
+    assert delete_keys(body) == ["a", "b"] and request.quiet is False
+    assert request.objects[0].conditions == (("VersionId", "v1"),)
     body = (b'<Delete xmlns="' + S3_NAMESPACE.encode() + b'"><Object><Key><![CDATA[.envelope-gateway/x]]></Key>'
             b"</Object><Object><Key>&#46;envelope-gateway/y</Key></Object></Delete>")
-    assert delete_request_keys(body) == [".envelope-gateway/x", ".envelope-gateway/y"]
+    assert delete_keys(body) == [".envelope-gateway/x", ".envelope-gateway/y"]
+
+
+def test_delete_request_is_sent_as_checked():
+    """The store gets a body written from what was checked: the same keys, conditions and Quiet, whatever
+    the client's bytes looked like (comments, CDATA, references, no namespace)."""
+    body = (b"<?xml version='1.0'?><Delete><Quiet>TRUE</Quiet><Object><!-- c --><Key>a<!-- split -->b</Key>"
+            b"<ETag>&quot;e&quot;</ETag><VersionId>v</VersionId></Object>"
+            b"<Object><Key><![CDATA[x&y]]></Key><Size>3</Size></Object></Delete>")
+    sent = parse_delete_request(body).body()
+    assert sent == (DECL + b'<Delete xmlns="' + S3_NAMESPACE.encode() + b'"><Quiet>true</Quiet>'
+                    b"<Object><Key>ab</Key><VersionId>v</VersionId><ETag>\"e\"</ETag></Object>"
+                    b"<Object><Key>x&amp;y</Key><Size>3</Size></Object></Delete>")
+    assert parse_delete_request(sent) == parse_delete_request(body)
 
 
 @pytest.mark.parametrize("body", [
     b"", b"garbage", b"<Delete>", b"\xff\xfe", b"{}",
     b'<!DOCTYPE d [<!ENTITY e "k">]><Delete><Object><Key>&e;</Key></Object></Delete>',
     b"<!DOCTYPE Delete><Delete><Object><Key>.envelope-gateway/x</Key></Object></Delete>",
-], ids=["empty", "text", "unclosed", "binary", "json", "entity", "bare-dtd"])
-def test_delete_request_keys_unreadable_is_malformed(body):
-    """A body the gateway cannot read is refused, never passed on unchecked: moto reads a bare DTD body and
-    would delete the reserved key in it."""
+    # Finding 4: a store that keeps the last of two Keys would delete the second one, unchecked.
+    b"<Delete><Object><Key>a</Key><Key>.envelope-gateway/uploads/x/state</Key></Object></Delete>",
+    b"<Delete><Object><Key>a</Key><Other>.envelope-gateway/x</Other></Object></Delete>",
+    b"<Delete><Object><Key>a</Key></Object><Object><Key>b</Key><Object><Key>c</Key></Object></Object></Delete>",
+    b"<Delete><Object><Key>a</Key><VersionId>1</VersionId><VersionId>2</VersionId></Object></Delete>",
+    b'<Delete xmlns="' + S3_NAMESPACE.encode() + b'"><Object><Key xmlns="">a</Key></Object></Delete>',
+    b'<s3:Delete xmlns:s3="' + S3_NAMESPACE.encode() + b'"><Object><Key>a</Key></Object></s3:Delete>',
+    b'<Delete xmlns="urn:other"><Object><Key>a</Key></Object></Delete>',
+    b"<Delete><Quiet>yes</Quiet><Object><Key>a</Key></Object></Delete>",
+    b"<Delete><Quiet>true</Quiet><Quiet>false</Quiet><Object><Key>a</Key></Object></Delete>",
+    b"<Delete><Object><Key>a</Key></Object>.envelope-gateway/x</Delete>",
+    b"<Delete><Object><Key>a<b/></Key></Object></Delete>",
+    b"<Delete><Object></Object></Delete>",
+    b"<Delete></Delete>",
+    b"<Delete>" + b"<Object><Key>k</Key></Object>" * 1001 + b"</Delete>",
+    b"<Other><Object><Key>a</Key></Object></Other>",
+    b"<Delete><Object><Key>a</Key></Object></Delete><Extra/>",
+    b"<Delete>" + b"<a>" * 1000 + b"</a>" * 1000 + b"</Delete>",
+], ids=["empty", "text", "unclosed", "binary", "json", "entity", "bare-dtd", "two-keys", "unknown-element",
+        "nested-object", "two-versions", "mixed-namespaces", "prefixed-namespace-mix", "foreign-namespace",
+        "bad-quiet", "two-quiets", "stray-text", "nested-key", "object-without-key", "no-objects",
+        "too-many-objects", "wrong-root", "second-root", "deep"])
+def test_delete_request_anything_odd_is_malformed(body):
+    """A body the gateway cannot read exactly one way is refused, never passed on: moto reads a bare DTD body
+    and would delete the reserved key in it."""
     with pytest.raises(errors.MalformedXML):
-        delete_request_keys(body)
+        parse_delete_request(body)
 
 
 # --- real bodies from moto ------------------------------------------------------------------------

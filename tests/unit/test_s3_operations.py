@@ -103,8 +103,9 @@ TABLE = [
     ("GET", "/bkt?abac", {}, "GetBucketAbac", T),
     ("PUT", "/bkt?abac", {}, "PutBucketAbac", T),
     # refused at bucket level
-    ("GET", "/bkt?uploads", {}, "ListMultipartUploads", T),
-    ("GET", "/bkt?uploads&prefix=p&key-marker=k&upload-id-marker=u&max-uploads=5", {}, "ListMultipartUploads", T),
+    ("GET", "/bkt?uploads", {}, "ListMultipartUploads", Handling.LIST_OBJECTS),
+    ("GET", "/bkt?uploads&prefix=p&key-marker=k&upload-id-marker=u&max-uploads=5", {}, "ListMultipartUploads",
+     Handling.LIST_OBJECTS),
     ("GET", "/bkt?session", {}, "CreateSession", R),
     ("POST", "/bkt", {}, "PostObject", R),
     # object

@@ -26,6 +26,10 @@ from gateway.s3.ranges import content_range, parse_range
     ("bytes=1-2,", 10, (1, 2)),                # an empty list element is not a second range
     (" bytes=1-2 ", 10, (1, 2)),
     ("bytes=007-008", 10, (7, 8)),
+    # Finding 6: numerals past CPython's 4,300-digit int() limit were a 500 with a traceback.
+    ("bytes=0-" + "9" * 5000, 10, (0, 9)),      # a huge end is the end of the object
+    ("bytes=-" + "9" * 5000, 10, (0, 9)),
+    ("bytes=" + "0" * 5000 + "3-4", 10, (3, 4)),
 ])
 def test_satisfiable(value, size, expected):
     assert parse_range(value, size) == expected
@@ -36,7 +40,7 @@ def test_satisfiable(value, size, expected):
     "bytes=5-3", "bytes=3-0", "bytes=1-0",      # last < first is invalid syntax: ignored (AWS answers 200)
     "bytes=0-1,3-4", "bytes=0-1, 5-", "bytes=-1,-2",  # multi-range: S3 serves the whole object
     "bytes=+1-2", "bytes=1-+2", "bytes=1_0-20", "bytes=١-٢", "bytes=1--2", "bytes=--2", "bytes=1-2-3",
-    "bytes=0x1-2", "bytes=-1.5", "bytes=1 -2",
+    "bytes=0x1-2", "bytes=-1.5", "bytes=1 -2", "bytes=" + "9" * 5000 + "-1",
 ])
 def test_ignored(value):
     assert parse_range(value, 10) is None
@@ -46,6 +50,7 @@ def test_ignored(value):
     ("bytes=10-", 10), ("bytes=10-20", 10), ("bytes=100-200", 10),
     ("bytes=-0", 10),
     ("bytes=0-", 0), ("bytes=0-0", 0), ("bytes=-1", 0), ("bytes=-0", 0), ("bytes=5-9", 0),
+    ("bytes=" + "9" * 5000 + "-", 10),
 ])
 def test_unsatisfiable(value, size):
     with pytest.raises(errors.InvalidRange) as exc:

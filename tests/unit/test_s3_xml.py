@@ -7,8 +7,9 @@ from botocore.parsers import RestXMLParser
 from moto import mock_aws
 
 from gateway import errors
-from gateway.s3.xml import (S3_NAMESPACE, ListedObject, error_body, listed_objects, parse_error, rewrite_listing,
-                            tagging_header)
+from gateway.s3.xml import (S3_NAMESPACE, ListedObject, check_client_document, error_body, listed_objects,
+                            parse_error, query_after, requested_entries, rewrite_listing, tagging_header,
+                            visible_before_hidden)
 
 NS = {"s3": S3_NAMESPACE}
 MODEL = botocore.session.get_session().get_service_model("s3")
@@ -114,17 +115,86 @@ def test_url_encoded_keys_are_decoded_for_hide_key_only():
     assert [(c["Key"], c["Size"]) for c in view["Contents"]] == [("a+b%2Bc", 100), ("%C3%BC", 200)]
 
 
-def test_v1_truncated_page_keeps_its_continuation_point():
-    out = rewrite_listing(V1_URL, plus_one_hundred, lambda key: key == "hidden/one")
+def hidden_one(key: str) -> bool:
+    return key.startswith("hidden/")
+
+
+# V1_URL in the store's order (by UTF-8 bytes): the hidden key is the page's last.
+V1_SORTED = V1_URL.replace(b"%C3%BC", b"b%C3%BC")
+
+
+V1_NEXT = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>bucket</Name><Prefix></Prefix>'
+    b'<Marker>hidden%2F%F4%8F%BF%BF</Marker><MaxKeys>1</MaxKeys><EncodingType>url</EncodingType>'
+    b'<IsTruncated>true</IsTruncated>'
+    b'<Contents><Key>later</Key><LastModified>2009-10-12T17:50:30.000Z</LastModified><ETag>"w"</ETag>'
+    b'<Size>150</Size><StorageClass>STANDARD</StorageClass></Contents>'
+    b'</ListBucketResult>')
+
+
+def test_page_ending_among_hidden_keys_is_detected():
+    assert visible_before_hidden(V1_SORTED, hidden_one) == 2
+    assert visible_before_hidden(V1_SORTED, lambda key: False) is None
+    assert visible_before_hidden(V1_SORTED.replace(b"<IsTruncated>true", b"<IsTruncated>false"), hidden_one) is None
+    assert visible_before_hidden(V1_SORTED, lambda key: True) == 0   # a page of nothing but hidden keys
+    assert visible_before_hidden(VERSIONS, hidden_one) is None     # not truncated
+    assert visible_before_hidden(AWS_V2, hidden_one) is None
+
+
+def test_page_ending_among_hidden_keys_continues_with_the_following_page():
+    """Finding 8: the continuation point of a page whose last key is hidden would name it (v1 clients resume
+    after the last key, or NextMarker). The following page, past the hidden keys, completes it instead."""
+    out = rewrite_listing(V1_SORTED, plus_one_hundred, hidden_one, following=V1_NEXT)
+    assert b"hidden" not in out
     view = client_view("ListObjects", out)
-    assert view["NextMarker"] == "hidden%2Fone"
-    root = ET.fromstring(out)
-    tags = [child.tag.split("}")[1] for child in root]
-    assert tags.index("NextMarker") == tags.index("Marker") + 1
-    # Not truncated, or nothing dropped: no marker is invented.
-    assert b"NextMarker" not in rewrite_listing(V1_URL, plus_one_hundred)
-    assert b"NextMarker" not in rewrite_listing(V1_URL.replace(b"<IsTruncated>true", b"<IsTruncated>false"),
-                                                plus_one_hundred, lambda key: key == "hidden/one")
+    assert [(c["Key"], c["Size"]) for c in view["Contents"]] == [("a+b%2Bc", 100), ("b%C3%BC", 200), ("later", 50)]
+    assert view["IsTruncated"] is True and view["Marker"] == "" and view["MaxKeys"] == 3
+    last = V1_NEXT.replace(b"<IsTruncated>true", b"<IsTruncated>false")
+    assert client_view("ListObjects", rewrite_listing(V1_SORTED, plus_one_hundred, hidden_one,
+                                                      following=last))["IsTruncated"] is False
+
+
+def test_no_continuation_marker_names_a_hidden_key():
+    body = V1_SORTED.replace(b"<IsTruncated>true</IsTruncated>",
+                          b"<IsTruncated>true</IsTruncated><NextMarker>hidden%2Fone</NextMarker>")
+    assert b"NextMarker" not in rewrite_listing(body, plus_one_hundred, hidden_one)
+    assert b"<NextMarker>hidden%2Fone" in rewrite_listing(body, plus_one_hundred)
+
+
+UPLOADS = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b'<ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>b</Bucket>'
+    b'<KeyMarker></KeyMarker><UploadIdMarker></UploadIdMarker><NextKeyMarker>hidden/x</NextKeyMarker>'
+    b'<NextUploadIdMarker>u2</NextUploadIdMarker><MaxUploads>2</MaxUploads><IsTruncated>true</IsTruncated>'
+    b'<Upload><Key>a</Key><UploadId>u1</UploadId></Upload><Upload><Key>hidden/x</Key><UploadId>u2</UploadId></Upload>'
+    b'<CommonPrefixes><Prefix>hidden/</Prefix></CommonPrefixes></ListMultipartUploadsResult>')
+
+
+def test_upload_listings_hide_reserved_keys():
+    assert visible_before_hidden(UPLOADS, hidden_one) == 1
+    out = rewrite_listing(UPLOADS, plus_one_hundred, hidden_one)
+    assert b"hidden" not in out
+    view = client_view("ListMultipartUploads", out)
+    assert [upload["Key"] for upload in view["Uploads"]] == ["a"] and "CommonPrefixes" not in view
+
+
+def test_query_after_moves_each_kind_of_listing():
+    assert query_after([("prefix", "p"), ("marker", "m"), ("max-keys", "5")], "x", 3) == [
+        ("prefix", "p"), ("marker", "x"), ("max-keys", "3")]
+    assert query_after([("list-type", "2"), ("continuation-token", "t"), ("start-after", "s"), ("delimiter", "/")],
+                       "x", 7) == [("list-type", "2"), ("delimiter", "/"), ("start-after", "x"), ("max-keys", "7")]
+    assert query_after([("versions", ""), ("key-marker", "k"), ("version-id-marker", "v")], "x", 1) == [
+        ("versions", ""), ("key-marker", "x"), ("max-keys", "1")]
+    assert query_after([("uploads", ""), ("key-marker", "k"), ("upload-id-marker", "u"), ("max-uploads", "9")],
+                       "x", 2) == [("uploads", ""), ("key-marker", "x"), ("max-uploads", "2")]
+
+
+@pytest.mark.parametrize("query,expected", [
+    ([], 1000), ([("max-keys", "5")], 5), ([("max-uploads", "7")], 7), ([("max-keys", "99999")], 1000),
+    ([("max-keys", "9" * 5000)], 1000), ([("max-keys", "x")], 1000), ([("max-keys", "0")], 0)])
+def test_requested_entries(query, expected):
+    assert requested_entries(query) == expected
 
 
 VERSIONS = (
@@ -217,9 +287,38 @@ def test_foreign_namespaces_survive():
     b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
     b"<ListBucketResult><Contents><Key>&x;</Key><Size>1</Size></Contents></ListBucketResult>",
 ])
-def test_unreadable_listing_is_an_internal_error(body):
-    with pytest.raises(errors.InternalError):
+def test_unreadable_listing_is_a_store_fault(body):
+    with pytest.raises(errors.UpstreamError):
         rewrite_listing(body, plus_one_hundred)
+    with pytest.raises(errors.UpstreamError):
+        visible_before_hidden(body, hidden_one)
+
+
+DEEP = b"<a>" * 2000 + b"</a>" * 2000
+
+
+@pytest.mark.parametrize("body", [
+    b"<ListBucketResult>" + DEEP + b"</ListBucketResult>",
+    b"<ListBucketResult><Contents><Key>k</Key><Size>1</Size>" + DEEP + b"</Contents></ListBucketResult>",
+    b'<?xml version="1.0" encoding="no-such-encoding"?><ListBucketResult/>',
+])
+def test_hostile_listing_is_a_store_fault_not_a_recursion_error(body):
+    """Finding 6: a store's document nested 2,000 deep raised RecursionError (a 500 with a traceback)."""
+    with pytest.raises(errors.UpstreamError):
+        rewrite_listing(body, plus_one_hundred)
+    with pytest.raises(errors.UpstreamError):
+        listed_objects(body)
+    with pytest.raises(errors.UpstreamError):
+        tagging_header(body)
+    assert parse_error(body) is None
+    with pytest.raises(errors.MalformedXML):
+        check_client_document(body)
+
+
+def test_huge_numbers_in_a_listing_are_read_safely():
+    body = AWS_V2.replace(b"<Size>150</Size>", b"<Size>" + b"9" * 5000 + b"</Size>")
+    assert b"9" * 5000 not in rewrite_listing(body, lambda size, etag: size)  # read as capped, not a traceback
+    assert parse_error(b"<Error>" + DEEP + b"</Error>") is None
 
 
 # --- real bodies from moto ------------------------------------------------------------------------
