@@ -53,6 +53,11 @@ class RequestTimeout(S3Error):
                        "period. Idle connections will be closed.")
 
 
+class BadRequest(S3Error):
+    """HTTP that cannot be parsed (S3's answer to a malformed request line or header)."""
+    code, status, default_message = "BadRequest", 400, "An error occurred when parsing the HTTP request."
+
+
 class RequestHeaderSectionTooLarge(S3Error):
     code, status = "RequestHeaderSectionTooLarge", 400
     default_message = "Your request header section exceeds the maximum allowed size."

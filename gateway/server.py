@@ -28,7 +28,8 @@ from gateway.proxy.budget import BatchBudget
 from gateway.proxy.context import Gateway
 from gateway.proxy.health import Readiness
 from gateway.proxy.pool import CryptoPool
-from gateway.proxy.sockets import READ_BUFFER_BYTES, listening_socket
+from gateway.proxy.protocol import Edge, EdgeRunner
+from gateway.proxy.sockets import READ_BUFFER_BYTES, listening_socket, raise_open_file_limit
 from gateway.proxy.tablecache import TableCache
 from gateway.proxy.uploadstate import UploadStates
 from gateway.proxy.upstream import CredentialSource, SdkCredentials, Upstream
@@ -79,10 +80,18 @@ def _keep_heap_memory() -> None:
         pass
 
 
+def _log_open_file_limit(before: int, after: int) -> None:
+    if after != before:
+        log.info("open file limit: raised from %d to %d (the hard limit)", before, after)
+    else:
+        log.info("open file limit: %d", after)
+
+
 async def run(settings: Settings, overrides: Overrides | None = None,
               on_ready: Callable[[], Awaitable[None] | None] | None = None,
               stop: asyncio.Event | None = None) -> None:
     _keep_heap_memory()
+    _log_open_file_limit(*raise_open_file_limit())
     overrides = overrides or Overrides()
     metrics = Metrics()
     region = _region(settings.upstream.region)
@@ -136,8 +145,9 @@ async def run(settings: Settings, overrides: Overrides | None = None,
     await keys.start()
     # The drain happens in _drain(): aiohttp's own graceful shutdown stops reading request bodies at once, which
     # would stall every upload in flight. By cleanup time, what is left is cancelled after this short timeout.
-    s3_runner = web.AppRunner(build_app(gw), access_log=None, shutdown_timeout=1.0,
-                              read_bufsize=READ_BUFFER_BYTES)
+    s3_runner = EdgeRunner(build_app(gw), edge=Edge.create(settings.timeouts.request_head_seconds, metrics),
+                           handler_args={"access_log": None, "read_bufsize": READ_BUFFER_BYTES},
+                           shutdown_timeout=1.0)
     readiness = Readiness(gw)
     admin_runner = web.AppRunner(build_admin_app(metrics, lambda: gw.ready, readiness.ready), access_log=None)
     try:

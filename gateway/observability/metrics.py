@@ -83,6 +83,12 @@ class Metrics:
                                        "opted in to plaintext reads for its migration.", registry=r)
         self.auth_failures = Counter("envelope_auth_failures_total", "Client requests refused by authentication.",
                                      ["code"], registry=r)
+        self.request_head_timeouts = Counter("envelope_request_head_timeouts_total",
+                                             "Client connections closed because a request head did not arrive "
+                                             "within timeouts.request_head_seconds.", registry=r)
+        self.malformed_requests = Counter("envelope_malformed_requests_total",
+                                          "Requests refused before routing: unparseable HTTP or a head too large, "
+                                          "by S3 error code.", ["code"], registry=r)
         for direction in ("in", "out"):
             self.plaintext_bytes.labels(direction)
             self.ciphertext_bytes.labels(direction)

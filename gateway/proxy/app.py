@@ -18,6 +18,7 @@ from gateway.proxy.copy import copy_object
 from gateway.proxy.multipart import (abort_multipart_upload, complete_multipart_upload, create_multipart_upload,
                                      list_parts, upload_part, upload_part_copy)
 from gateway.proxy.passthrough import delete_bucket, list_objects, pass_through
+from gateway.proxy.protocol import check_header_section
 from gateway.proxy.responses import ABORTED, error_response
 from gateway.proxy.upload import put_object
 from gateway.proxy.uploadstate import is_reserved_key
@@ -65,14 +66,13 @@ async def _expect_handler(request: web.Request) -> web.StreamResponse | None:
         return None  # S3 ignores Expect values it does not know (aiohttp's default would answer 417)
     gw = request.app[GATEWAY]
     try:
+        check_header_section(request.raw_headers)
         _authenticate(gw, request)
     except errors.S3Error as exc:
         request_id = _request_id(request)
         gw.metrics.requests.labels("Unauthenticated", str(exc.status)).inc()
-        response = error_response(exc, request.path, request_id)
-        # The client will not send the body it announced; the connection cannot carry another request.
-        response.force_close()
-        return response
+        # The body is never read: _close_if_body_unread closes the connection after this answer.
+        return error_response(exc, request.path, request_id)
     await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     request.writer.output_size = 0
     return None
@@ -159,11 +159,14 @@ async def _s3_errors(request: web.Request, handler) -> web.StreamResponse:
     status: int | str = 500
     try:
         try:
+            check_header_section(request.raw_headers)
             response = await handler(request)
         except errors.S3Error as exc:
             if exc.status >= 500:
                 log.warning("request %s failed: %s %s", request_id, exc.code, exc.message)
             response = error_response(exc, request.path, request_id, head=request.method == "HEAD")
+            if isinstance(exc, errors.RequestHeaderSectionTooLarge):
+                response.force_close()  # as for malformed HTTP: nothing more is read from this client
         except web.HTTPException:
             raise
         except Exception:
@@ -197,10 +200,21 @@ async def _first_byte(request: web.Request, _: web.StreamResponse) -> None:
             time.perf_counter() - request[_STARTED])
 
 
+async def _close_if_body_unread(request: web.Request, response: web.StreamResponse) -> None:
+    """An answer sent before the request's body has fully arrived (an early refusal, above all of an `Expect:
+    100-continue` request whose body the client holds back) closes the connection: otherwise the client's next
+    request would be read as the rest of this body (RFC 9110 §10.1.1). S3 closes too."""
+    if not request.content.is_eof():
+        response.force_close()
+        # Said as well: aiohttp derives the Connection header before this hook runs.
+        response.headers["Connection"] = "close"
+
+
 def build_app(gw: Gateway) -> web.Application:
     app = web.Application(middlewares=[_s3_errors], client_max_size=1024**2)
     app[GATEWAY] = gw
     app.on_response_prepare.append(_first_byte)
+    app.on_response_prepare.append(_close_if_body_unread)
     # `[\s\S]`, not `.`: S3 keys may contain newlines (`%0A`), and `.` does not match them.
     app.router.add_route("*", r"/{tail:[\s\S]*}", _handle, expect_handler=_expect_handler)
     return app

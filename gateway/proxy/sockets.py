@@ -8,6 +8,7 @@ slower than the gateway, and capped by net.core.wmem_max.
 """
 from __future__ import annotations
 
+import resource
 import socket
 
 # aiohttp's read buffer (client responses and request bodies): its stream pauses the socket at twice this. The
@@ -28,3 +29,16 @@ def listening_socket(host: str, port: int, send_buffer_bytes: int, backlog: int)
     sock = socket.create_server((host, port), family=family, backlog=backlog)
     set_send_buffer(sock, send_buffer_bytes)
     return sock
+
+
+def raise_open_file_limit() -> tuple[int, int]:
+    """Every client connection is a file: the soft RLIMIT_NOFILE (often 1,024, or less under a supervisor) would
+    let a few hundred slow or idle clients keep everyone else from connecting. Raised to the hard limit, which
+    the operator sets. Returns (before, after)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            return soft, soft
+    return soft, hard
