@@ -27,7 +27,7 @@ def _presign(method: str, url: str, headers: dict[str, str] | None = None, expir
 
 
 def _verify(method, path, query, headers=None, bucket=None, now=NOW):
-    return verify_presigned_v2(method, path, parse_query(query), headers or {}, bucket,
+    return verify_presigned_v2(method, path, parse_query(query), list((headers or {}).items()), bucket,
                                {"AKIDEXAMPLE": SECRET}.get, now)
 
 
