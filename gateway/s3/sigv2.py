@@ -40,10 +40,13 @@ def _canonical_resource(raw_path: str, bucket_from_host: str | None, params: lis
     return resource
 
 
-def _joined(values: list[str]) -> str:
-    # Repeated headers are signed as one comma-joined value (as botocore signs them), each value trimmed of
+def _iso(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _trimmed(value: str) -> str:
     # ASCII space and tab only: every other character received is covered by the signature (finding 7).
-    return ",".join(value.strip(_SPACES) for value in values)
+    return value.strip(_SPACES)
 
 
 def _amz_headers(headers: list[tuple[str, str]], params: list[tuple[str, str]]) -> list[str]:
@@ -52,15 +55,20 @@ def _amz_headers(headers: list[tuple[str, str]], params: list[tuple[str, str]]) 
     Presigners move x-amz-* headers into the query string (botocore's HmacV1QueryAuth, with the session token and
     user metadata), and the gateway reads those parameters as headers: they must be signed like headers, or a
     `&x-amz-copy-source=...` added to a presigned PUT would turn it into a copy of another object (finding 2).
-    A parameter repeating a header's value is the same header; a different one is signed as a second value."""
+    Repeated headers are one comma-joined value, as botocore signs them (not last-one-wins: the first is the one
+    acted on). A parameter repeating a header's value is the same header; a different one is a second value."""
     amz: dict[str, list[str]] = {}
     for name, value in headers:
         if name.lower().startswith("x-amz-"):
-            amz.setdefault(name.lower(), []).append(value)
+            amz.setdefault(name.lower(), []).append(_trimmed(value))
     for name, value in params:
-        if name.lower().startswith("x-amz-") and value not in amz.setdefault(name.lower(), []):
-            amz[name.lower()].append(value)
-    return [f"{name}:{_joined(values)}" for name, values in sorted(amz.items())]
+        if name.lower().startswith("x-amz-") and _trimmed(value) not in amz.setdefault(name.lower(), []):
+            amz[name.lower()].append(_trimmed(value))
+    return [f"{name}:{','.join(values)}" for name, values in sorted(amz.items())]
+
+
+def _standard_header(headers: list[tuple[str, str]], name: str) -> str:
+    return ",".join(_trimmed(value) for n, value in headers if n.lower() == name)
 
 
 def verify_presigned_v2(method: str, raw_path: str, params: list[tuple[str, str]], headers: list[tuple[str, str]],
@@ -74,13 +82,13 @@ def verify_presigned_v2(method: str, raw_path: str, params: list[tuple[str, str]
     if expiry is None:
         raise AuthorizationQueryParametersError("Expires must be a number of seconds since the epoch.")
     if now.timestamp() > expiry:
-        raise AccessDenied("Request has expired", Expires=expires)
+        # Named as S3 names it (ISO 8601), not echoed as sent.
+        raise AccessDenied("Request has expired", Expires=_iso(expiry), ServerTime=_iso(now.timestamp()))
     secret = secret_for(access_key_id)
-    if secret is None:
+    if not secret:
         raise InvalidAccessKeyId(AWSAccessKeyId=access_key_id)
-    standard = {name: [v for n, v in headers if n.lower() == name] for name in ("content-md5", "content-type")}
-    string_to_sign = "\n".join([method, _joined(standard["content-md5"]), _joined(standard["content-type"]),
-                                expires, *_amz_headers(headers, params),
+    string_to_sign = "\n".join([method, _standard_header(headers, "content-md5"),
+                                _standard_header(headers, "content-type"), expires, *_amz_headers(headers, params),
                                 _canonical_resource(raw_path, bucket_from_host, params)])
     # surrogateescape: the HTTP stack hands over undecodable header bytes as surrogates; sign them byte-exact.
     digest = hmac.digest(secret.encode(), string_to_sign.encode("utf-8", "surrogateescape"), hashlib.sha1)
