@@ -148,14 +148,16 @@ def _string_to_sign(amz_date: str, scope: str, canonical_request: str) -> str:
 
 
 def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
+    # The region is whatever the client put in its credential scope, undecodable bytes (surrogates) included:
+    # sign it byte-exact rather than fail on it.
     key = hmac.digest(("AWS4" + secret).encode("utf-8"), date.encode("utf-8"), "sha256")
     for part in (region, service, "aws4_request"):
-        key = hmac.digest(key, part.encode("utf-8"), "sha256")
+        key = hmac.digest(key, part.encode("utf-8", "surrogateescape"), "sha256")
     return key
 
 
 def _sign(key: bytes, string_to_sign: str) -> str:
-    return hmac.new(key, string_to_sign.encode("utf-8"), "sha256").hexdigest()
+    return hmac.new(key, string_to_sign.encode("utf-8", "surrogateescape"), "sha256").hexdigest()
 
 
 def _same_signature(expected: str, claimed: str) -> bool:
