@@ -222,3 +222,13 @@ def test_real_clients_still_sign_what_they_send(stack):
     assert s3.head_object(Bucket=stack.bucket, Key=key)["Metadata"] == {"a": "b"}
     s3.copy_object(Bucket=stack.bucket, Key=key + "-copy", CopySource={"Bucket": stack.bucket, "Key": key})
     assert s3.get_object(Bucket=stack.bucket, Key=key + "-copy")["Body"].read() == b"x"
+
+
+def test_an_undecodable_byte_in_the_credential_region_is_a_signature_mismatch(stack):
+    """Found by the fuzz properties: a non-UTF-8 byte in the scope's region was a 500 while deriving the key."""
+    url = f"{stack.http.url}/{stack.bucket}/k"
+    headers = _header_signed(stack, "GET", url, {})
+    sent = [(name, value) for name, value in headers.items() if name.lower() != "authorization"]
+    authorization = headers["Authorization"].encode().replace(f"/{REGION}/".encode(), b"/\xff/")
+    status, body = _raw(url, "GET", sent + [("Host", urlsplit(url).netloc), ("Authorization", authorization)])
+    assert (status, _error_code(body)) == (403, "SignatureDoesNotMatch")
