@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, unquote_to_bytes
 
-from gateway.s3.numbers import decimal
 from gateway.errors import (
     AccessDenied,
     AuthorizationHeaderMalformed,
@@ -29,6 +28,7 @@ from gateway.errors import (
     S3Error,
     SignatureDoesNotMatch,
 )
+from gateway.s3.numbers import decimal
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 STREAMING_SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
@@ -185,7 +185,7 @@ def _parse_amz_date(value: str) -> datetime.datetime | None:
 def _parse_http_date(value: str) -> datetime.datetime | None:
     try:
         parsed = email.utils.parsedate_to_datetime(value)
-        # Years 1 and 9999 with an offset fall off datetime's range when moved to UTC.
+        # A year-9999 date with a negative offset falls off datetime's range when moved to UTC.
         return _as_utc(parsed) if parsed is not None else None
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
