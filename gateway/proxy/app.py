@@ -47,8 +47,7 @@ def _authenticate(gw: Gateway, request: web.Request) -> tuple[Target, VerifiedRe
     try:
         raw_params = parse_query(target.raw_query)
         if is_presigned_v2(dict(raw_params)) and "Authorization" not in request.headers:
-            verified = verify_presigned_v2(request.method, target.raw_path, raw_params,
-                                           {k.lower(): v for k, v in request.headers.items()},
+            verified = verify_presigned_v2(request.method, target.raw_path, raw_params, list(request.headers.items()),
                                            target.bucket if target.virtual_hosted else None, gw.secret_for, now)
         else:
             verified = verify_request(request.method, target.raw_path, target.raw_query,

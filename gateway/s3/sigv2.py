@@ -13,6 +13,7 @@ import hmac
 from collections.abc import Callable
 
 from gateway.errors import AccessDenied, AuthorizationQueryParametersError, InvalidAccessKeyId, SignatureDoesNotMatch
+from gateway.s3.numbers import decimal
 from gateway.s3.sigv4 import UNSIGNED_PAYLOAD, VerifiedRequest
 
 # Sub-resources and response overrides that take part in the string to sign (S3's SigV2 rules).
@@ -23,6 +24,7 @@ _SIGNED_QUERY = frozenset({
     "response-content-type", "response-expires", "restore", "select", "select-type", "storageClass", "tagging",
     "torrent", "uploadId", "uploads", "versionId", "versioning", "versions", "website"})
 _QUERY_AUTH = ("AWSAccessKeyId", "Expires", "Signature")
+_SPACES = " \t"
 
 
 def is_presigned_v2(query: dict[str, str]) -> bool:
@@ -38,25 +40,60 @@ def _canonical_resource(raw_path: str, bucket_from_host: str | None, params: lis
     return resource
 
 
-def verify_presigned_v2(method: str, raw_path: str, params: list[tuple[str, str]], headers: dict[str, str],
+def _iso(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _trimmed(value: str) -> str:
+    # ASCII space and tab only: every other character received is covered by the signature (finding 7).
+    return value.strip(_SPACES)
+
+
+def _amz_headers(headers: list[tuple[str, str]], params: list[tuple[str, str]]) -> list[str]:
+    """CanonicalizedAmzHeaders: every x-amz-* header *and* every x-amz-* query parameter, `name:value`, sorted.
+
+    Presigners move x-amz-* headers into the query string (botocore's HmacV1QueryAuth, with the session token and
+    user metadata), and the gateway reads those parameters as headers: they must be signed like headers, or a
+    `&x-amz-copy-source=...` added to a presigned PUT would turn it into a copy of another object (finding 2).
+    Repeated headers are one comma-joined value, as botocore signs them (not last-one-wins: the first is the one
+    acted on). A parameter repeating a header's value is the same header; a different one is a second value."""
+    amz: dict[str, list[str]] = {}
+    for name, value in headers:
+        if name.lower().startswith("x-amz-"):
+            amz.setdefault(name.lower(), []).append(_trimmed(value))
+    for name, value in params:
+        if name.lower().startswith("x-amz-") and _trimmed(value) not in amz.setdefault(name.lower(), []):
+            amz[name.lower()].append(_trimmed(value))
+    return [f"{name}:{','.join(values)}" for name, values in sorted(amz.items())]
+
+
+def _standard_header(headers: list[tuple[str, str]], name: str) -> str:
+    return ",".join(_trimmed(value) for n, value in headers if n.lower() == name)
+
+
+def verify_presigned_v2(method: str, raw_path: str, params: list[tuple[str, str]], headers: list[tuple[str, str]],
                         bucket_from_host: str | None, secret_for: Callable[[str], str | None],
                         now: datetime.datetime) -> VerifiedRequest:
-    """Check a SigV2 presigned request; `params` are the decoded query parameters, `headers` lower-cased."""
+    """Check a SigV2 presigned request; `params` are the decoded query parameters, `headers` as received."""
     query = dict(params)
     access_key_id, expires, claimed = (query[name] for name in _QUERY_AUTH)
-    if not expires.isdigit():
+    # Capped, not refused, when huge: a far-future expiry is still a valid (long-lived) URL.
+    expiry = decimal(expires)
+    if expiry is None:
         raise AuthorizationQueryParametersError("Expires must be a number of seconds since the epoch.")
-    if now.timestamp() > int(expires):
-        raise AccessDenied("Request has expired", Expires=expires)
+    if now.timestamp() > expiry:
+        # Named as S3 names it (ISO 8601), not echoed as sent.
+        raise AccessDenied("Request has expired", Expires=_iso(expiry), ServerTime=_iso(now.timestamp()))
     secret = secret_for(access_key_id)
-    if secret is None:
+    if not secret:
         raise InvalidAccessKeyId(AWSAccessKeyId=access_key_id)
-    amz_headers = sorted((k, v.strip()) for k, v in headers.items() if k.startswith("x-amz-"))
-    string_to_sign = "\n".join([method, headers.get("content-md5", ""), headers.get("content-type", ""), expires,
-                                *(f"{k}:{v}" for k, v in amz_headers),
+    string_to_sign = "\n".join([method, _standard_header(headers, "content-md5"),
+                                _standard_header(headers, "content-type"), expires, *_amz_headers(headers, params),
                                 _canonical_resource(raw_path, bucket_from_host, params)])
-    expected = base64.b64encode(hmac.new(secret.encode(), string_to_sign.encode(), hashlib.sha1).digest()).decode()
-    if not hmac.compare_digest(expected.encode(), claimed.encode()):
+    # surrogateescape: the HTTP stack hands over undecodable header bytes as surrogates; sign them byte-exact.
+    digest = hmac.digest(secret.encode(), string_to_sign.encode("utf-8", "surrogateescape"), hashlib.sha1)
+    expected = base64.b64encode(digest)
+    if not hmac.compare_digest(expected, claimed.encode("utf-8", "surrogateescape")):
         raise SignatureDoesNotMatch(AWSAccessKeyId=access_key_id)
     return VerifiedRequest(access_key_id=access_key_id, payload_hash=UNSIGNED_PAYLOAD, presigned=True, amz_date="",
                            scope="", signature="", key=b"")

@@ -28,6 +28,7 @@ from gateway.errors import (
     S3Error,
     SignatureDoesNotMatch,
 )
+from gateway.s3.numbers import decimal
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 STREAMING_SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
@@ -41,7 +42,15 @@ MAX_PRESIGN_EXPIRES = 7 * 24 * 3600  # S3's limit for X-Amz-Expires (one week)
 AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
-_AMZ_DATE = re.compile(r"\d{8}T\d{6}Z")
+# ASCII digits only: `\d` would also match "２" or "٢", which strptime and int() then read as digits.
+_AMZ_DATE = re.compile(r"[0-9]{8}T[0-9]{6}Z")
+_SCOPE_DATE = re.compile(r"[0-9]{8}")
+# A header name as HTTP allows it (RFC 9110 token), lowercased as SignedHeaders must list it.
+_SIGNED_HEADER_NAME = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+")
+# SigV4's whitespace is ASCII space and tab, nothing else. str.split()/strip() also drop U+00A0, U+2028 and
+# friends: a client could then add them to a signed value and still match the signature (finding 7).
+_SPACES = " \t"
+_SPACE_RUN = re.compile(r"[ \t]+")
 _UNSUPPORTED_ALGORITHM = ("The authorization mechanism you have provided is not supported. "
                           "Please use AWS4-HMAC-SHA256.")
 _PRESIGN_PARAMS = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders",
@@ -107,8 +116,9 @@ def canonical_query(raw_query: str, exclude: frozenset[str] = frozenset({"X-Amz-
 
 
 def _canonical_value(value: str) -> str:
-    # Trim, and collapse inner whitespace runs to one space ("Trimall" in the SigV4 spec).
-    return " ".join(value.split())
+    # Trim, and collapse inner runs of spaces to one space ("Trimall" in the SigV4 spec): ASCII only, so every
+    # other character received is covered by the signature as it is.
+    return _SPACE_RUN.sub(" ", value).strip(_SPACES)
 
 
 def _canonical_headers(headers: dict[str, list[str]], signed: Iterable[str]) -> str:
@@ -138,14 +148,16 @@ def _string_to_sign(amz_date: str, scope: str, canonical_request: str) -> str:
 
 
 def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
+    # The region is whatever the client put in its credential scope, undecodable bytes (surrogates) included:
+    # sign it byte-exact rather than fail on it.
     key = hmac.digest(("AWS4" + secret).encode("utf-8"), date.encode("utf-8"), "sha256")
     for part in (region, service, "aws4_request"):
-        key = hmac.digest(key, part.encode("utf-8"), "sha256")
+        key = hmac.digest(key, part.encode("utf-8", "surrogateescape"), "sha256")
     return key
 
 
 def _sign(key: bytes, string_to_sign: str) -> str:
-    return hmac.new(key, string_to_sign.encode("utf-8"), "sha256").hexdigest()
+    return hmac.new(key, string_to_sign.encode("utf-8", "surrogateescape"), "sha256").hexdigest()
 
 
 def _same_signature(expected: str, claimed: str) -> bool:
@@ -173,9 +185,10 @@ def _parse_amz_date(value: str) -> datetime.datetime | None:
 def _parse_http_date(value: str) -> datetime.datetime | None:
     try:
         parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        # A year-9999 date with a negative offset falls off datetime's range when moved to UTC.
+        return _as_utc(parsed) if parsed is not None else None
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return _as_utc(parsed) if parsed is not None else None
 
 
 def _check_payload_hash(value: str) -> str:
@@ -190,7 +203,7 @@ def _check_payload_hash(value: str) -> str:
 def _parse_credential(credential: str, error: type[S3Error]) -> tuple[str, str, str, str]:
     """`AKID/yyyymmdd/region/s3/aws4_request` -> (access key, date, region, service)."""
     parts = credential.rsplit("/", 4)
-    if len(parts) != 5 or not all(parts) or parts[4] != "aws4_request" or not re.fullmatch(r"\d{8}", parts[1]):
+    if len(parts) != 5 or not all(parts) or parts[4] != "aws4_request" or not _SCOPE_DATE.fullmatch(parts[1]):
         raise error("The Credential is malformed; expecting \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\".")
     access_key, date, region, service, _ = parts
     if service != "s3":
@@ -200,7 +213,7 @@ def _parse_credential(credential: str, error: type[S3Error]) -> tuple[str, str, 
 
 def _parse_signed_headers(value: str, error: type[S3Error]) -> list[str]:
     names = value.split(";")
-    if not value or not all(names) or any(n != n.strip().lower() for n in names):
+    if not all(_SIGNED_HEADER_NAME.fullmatch(n) for n in names):
         raise error("SignedHeaders must be a ';'-separated list of lowercase header names.")
     if "host" not in names:
         raise error("The host header must be signed.")
@@ -209,7 +222,7 @@ def _parse_signed_headers(value: str, error: type[S3Error]) -> list[str]:
 
 def _parse_authorization(value: str) -> tuple[str, str, str]:
     """`AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...` -> (credential, signed, signature)."""
-    algorithm, _, rest = value.strip().partition(" ")
+    algorithm, _, rest = value.strip(_SPACES).partition(" ")
     if algorithm != ALGORITHM:
         # "AWS AKID:sig" is SigV2; "AWS4-ECDSA-P256-SHA256" is SigV4a. Neither is accepted, say so plainly.
         if algorithm in ("AWS", "AWS4-ECDSA-P256-SHA256"):
@@ -217,11 +230,11 @@ def _parse_authorization(value: str) -> tuple[str, str, str]:
         raise AuthorizationHeaderMalformed(f"Unsupported authorization type; expecting \"{ALGORITHM}\".")
     fields: dict[str, str] = {}
     for component in rest.split(","):
-        name, sep, component_value = component.strip().partition("=")
+        name, sep, component_value = component.strip(_SPACES).partition("=")
         if not sep or name in fields:
             raise AuthorizationHeaderMalformed("The authorization header is malformed; expecting "
                                                "Credential=..., SignedHeaders=..., Signature=...")
-        fields[name] = component_value.strip()
+        fields[name] = component_value.strip(_SPACES)
     missing = [n for n in ("Credential", "SignedHeaders", "Signature") if n not in fields]
     if missing or len(fields) != 3:
         raise AuthorizationHeaderMalformed("The authorization header is malformed; expecting exactly "
@@ -276,7 +289,7 @@ def verify_request(method: str, raw_path: str, raw_query: str, headers: list[tup
         payload_values = header_map.get("x-amz-content-sha256")
         if payload_values is None:  # S3 requires it with header auth: it says how to treat the body
             raise InvalidRequest("Missing required header for this request: x-amz-content-sha256")
-        payload_hash = _check_payload_hash(",".join(payload_values).strip())
+        payload_hash = _check_payload_hash(",".join(payload_values).strip(_SPACES))
         error = AuthorizationHeaderMalformed
     elif presigned:
         claim = _query_claim(params)
@@ -291,6 +304,7 @@ def verify_request(method: str, raw_path: str, raw_query: str, headers: list[tup
 
     if claim.date != claim.amz_date[:8]:
         raise error("Invalid credential date: it is not the same as the request date.")
+    _refuse_unsigned_amz_headers(header_map, claim.signed_headers)
     secret = secret_for(claim.access_key)
     if not secret:
         raise InvalidAccessKeyId(AWSAccessKeyId=claim.access_key)
@@ -306,6 +320,18 @@ def verify_request(method: str, raw_path: str, raw_query: str, headers: list[tup
         raise SignatureDoesNotMatch(AWSAccessKeyId=claim.access_key)
     return VerifiedRequest(claim.access_key, payload_hash, claim.expires is not None, claim.amz_date, scope,
                            expected, key, tuple(claim.signed_headers))
+
+
+def _refuse_unsigned_amz_headers(header_map: dict[str, list[str]], signed: list[str]) -> None:
+    """S3's rule, for header auth and presigned URLs alike: every x-amz-* header must be signed.
+
+    The gateway acts on x-amz-* headers (copy source, metadata, tagging, ...). Without this a presigned PUT URL,
+    or a captured signed request, plus an added `x-amz-copy-source` would become a copy of another object."""
+    unsigned = sorted(name for name in header_map if name.startswith("x-amz-") and name not in signed)
+    if unsigned:
+        # The names are header-name tokens (the HTTP parser checked them), safe to name back as S3 does.
+        raise AccessDenied("There were headers present in the request which were not signed",
+                           HeadersNotSigned=", ".join(unsigned))
 
 
 def _check_time(claim: _Claim, now: datetime.datetime, max_skew_seconds: int) -> None:
@@ -338,7 +364,7 @@ def _header_claim(authorization: str, header_map: dict[str, list[str]]) -> _Clai
     # x-amz-date wins over Date; with Date, the string to sign still carries the basic ISO 8601 form.
     amz_values = header_map.get("x-amz-date")
     if amz_values is not None:
-        moment = _parse_amz_date(",".join(amz_values).strip())
+        moment = _parse_amz_date(",".join(amz_values).strip(_SPACES))
     else:
         date_values = header_map.get("date")
         moment = _parse_http_date(",".join(date_values)) if date_values else None
@@ -361,16 +387,14 @@ def _query_claim(params: dict[str, list[str]]) -> _Claim:
         raise error(f"X-Amz-Algorithm only supports \"{ALGORITHM}\".")
     access_key, date, region, service = _parse_credential(values["X-Amz-Credential"], error)
     signed = _parse_signed_headers(values["X-Amz-SignedHeaders"], error)
-    expires = values["X-Amz-Expires"]
-    if not (expires.isascii() and expires.isdigit() and len(expires) <= 10
-            and 1 <= int(expires) <= MAX_PRESIGN_EXPIRES):
+    expires = decimal(values["X-Amz-Expires"])
+    if expires is None or not 1 <= expires <= MAX_PRESIGN_EXPIRES:
         raise error(f"X-Amz-Expires must be an integer between 1 and {MAX_PRESIGN_EXPIRES} seconds.")
     amz_date = values["X-Amz-Date"]
     moment = _parse_amz_date(amz_date)
     if moment is None:
         raise error("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\".")
-    return _Claim(access_key, date, region, service, signed, values["X-Amz-Signature"], amz_date, moment,
-                  int(expires))
+    return _Claim(access_key, date, region, service, signed, values["X-Amz-Signature"], amz_date, moment, expires)
 
 
 # --- signing (outgoing requests) -----------------------------------------------------------------------------
@@ -424,7 +448,8 @@ def chunk_signature(key: bytes, amz_date: str, scope: str, previous: str, data_s
 def canonical_trailer(trailer_lines: Iterable[tuple[str, str]]) -> bytes:
     """What a trailer signature covers: 'name:value\\n' per trailer, in the order sent (names lowercased,
     values trimmed); '\\n' here although the wire has '\\r\\n'."""
-    return "".join(f"{name.strip().lower()}:{value.strip()}\n" for name, value in trailer_lines).encode("utf-8")
+    return "".join(f"{name.strip(_SPACES).lower()}:{value.strip(_SPACES)}\n"
+                   for name, value in trailer_lines).encode("utf-8", "surrogateescape")
 
 
 def trailer_signature(key: bytes, amz_date: str, scope: str, previous: str,

@@ -638,3 +638,81 @@ def test_boto3_client_requests_verify():
         url = client.generate_presigned_url("get_object", Params={"Bucket": "b", "Key": "ü n+i/c%de"}, ExpiresIn=60)
         parts = urlsplit(url)
         assert verify_request("GET", parts.path, parts.query, [("host", parts.netloc)], secret_for, now).presigned
+
+
+# --- act only on what was signed (security review findings 1, 7, 6) ------------------------------------------
+
+@pytest.mark.parametrize("name", ["x-amz-copy-source", "X-Amz-Meta-Note", "x-amz-tagging",
+                                  "x-amz-website-redirect-location", "x-amz-acl"])
+def test_an_unsigned_amz_header_is_access_denied(name):
+    method, path, query, headers = AWS_EXAMPLES["get-object-range"]
+    with pytest.raises(errors.AccessDenied, match="not signed") as info:
+        verify((method, path, query, headers + [(name, "other-bucket/secret")]))
+    assert info.value.fields == {"HeadersNotSigned": name.lower()}
+
+
+def test_an_unsigned_amz_header_on_a_presigned_url_is_access_denied():
+    method, path, query, headers = AWS_EXAMPLES["presigned-get"]
+    with pytest.raises(errors.AccessDenied) as info:
+        verify((method, path, query, headers + [("x-amz-meta-b", "1"), ("x-amz-copy-source", "b/k")]))
+    assert info.value.fields == {"HeadersNotSigned": "x-amz-copy-source, x-amz-meta-b"}
+    # What S3 lets a presigned URL carry unsigned still works; x-amz-* parameters of the query are signed.
+    verify((method, path, query, headers + [("Content-Type", "text/plain"), ("Content-MD5", "x")]))
+
+
+@pytest.mark.parametrize("space", ["\u00a0", "\u2028", "\u3000", "\u0085", "\x1f", "\x0b", "\x0c"])
+def test_unicode_whitespace_in_a_signed_value_breaks_the_signature(space):
+    _, _, (method, raw_path, query, received) = round_trip("k", extra_headers={"x-amz-meta-note": "approved"})
+    for variant in (f"approved{space}", f"{space}approved", f"appr{space}oved"):
+        with pytest.raises(errors.SignatureDoesNotMatch):
+            verify_request(method, raw_path, query, with_header(received, "x-amz-meta-note", variant), secret_for,
+                           EXAMPLE_TIME)
+    with pytest.raises(errors.SignatureDoesNotMatch):
+        verify_request(method, raw_path, query, with_header(received, "host", f"{space}127.0.0.1:9000"), secret_for,
+                       EXAMPLE_TIME)
+
+
+@pytest.mark.parametrize("space", ["\u00a0", "\u2028"])
+def test_unicode_whitespace_in_authorization_fields_is_not_trimmed(space):
+    method, path, query, headers = AWS_EXAMPLES["get-object-range"]
+    auth = header(headers, "Authorization")
+    with pytest.raises(errors.SignatureDoesNotMatch):
+        verify((method, path, query, with_header(headers, "Authorization", auth + space)))
+    with pytest.raises(errors.AuthorizationHeaderMalformed):
+        verify((method, path, query, with_header(headers, "Authorization",
+                                                 auth.replace("x-amz-date,", f"x-amz-date{space},"))))
+    with pytest.raises(errors.S3Error):
+        verify((method, path, query, with_header(headers, "x-amz-date", f"20130524T000000Z{space}")))
+
+
+@pytest.mark.parametrize("signed", ["host;Range", "host;ra nge", "host;rangé", "host;range;", "host,range"])
+def test_signed_header_names_must_be_lowercase_tokens(signed):
+    with pytest.raises(errors.AuthorizationHeaderMalformed):
+        verify(get_example(Authorization=authorization(signed, "0" * 64)))
+
+
+def test_trailer_canonicalisation_trims_ascii_spaces_only():
+    assert sigv4.canonical_trailer([(" X-Amz-Checksum-CRC32 ", " \tAAAA== ")]) == b"x-amz-checksum-crc32:AAAA==\n"
+    assert sigv4.canonical_trailer([("x-amz-checksum-crc32", "AAAA==\u00a0")]) == \
+        "x-amz-checksum-crc32:AAAA==\u00a0\n".encode()
+
+
+@pytest.mark.parametrize("date", ["２０１３０５２４T000000Z", "2013052٤T000000Z"])
+def test_non_ascii_digits_in_dates_are_refused(date):
+    with pytest.raises(errors.AuthorizationQueryParametersError):
+        verify(("GET", "/test.txt", presign().replace("20130524T000000Z", quote(date)), [("Host", HOST)]))
+    scope = SCOPE.replace("20130524", date[:8])
+    with pytest.raises(errors.AuthorizationHeaderMalformed):
+        verify(get_example(Authorization=authorization("host;range;x-amz-content-sha256;x-amz-date", "0" * 64)
+                           .replace(SCOPE, scope)))
+    with pytest.raises(errors.S3Error):
+        verify(get_example(x_amz_date=date))
+
+
+@pytest.mark.parametrize("date", ["Mon, 01 Jan 0001 00:00:00 +0100", "Fri, 31 Dec 9999 23:59:59 -2359",
+                                  "Fri, 31 Dec 9999 23:59:59 -9999", "Mon, 99 Jan 2013 00:00:00 GMT"])
+def test_date_headers_out_of_range_are_a_4xx(date):
+    method, path, query, headers = get_example(x_amz_date=None)
+    with pytest.raises(errors.S3Error) as info:
+        verify((method, path, query, with_header(headers, "Date", date)))
+    assert info.value.status in (400, 403)
