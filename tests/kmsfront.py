@@ -1,6 +1,6 @@
 """A KMS endpoint for failure tests: an HTTP server on 127.0.0.1 that forwards KMS's JSON protocol to moto, and
 on request answers `ThrottlingException`, hangs, delays, or goes away (connection refused), and plays the faults of
-`fail` (KMS 5xx, throttling, a reset connection, an answer stalled mid-body, a 200 that is not KMS's). Real
+`fail` (KMS 5xx, throttling, a reset connection, an answer stalled or cut off mid-body, a 200 that is not KMS's). Real
 sockets: the gateway under test talks to it as to any KMS endpoint.
 
 It also does what moto 5 does not: it refuses cryptographic operations on a key that is disabled or pending
@@ -30,7 +30,7 @@ _STATE_ERRORS = {"Disabled": "DisabledException", "PendingDeletion": "KMSInvalid
 ERROR_ANSWERS = {"unavailable": (503, "ServiceUnavailable"), "internal": (500, "InternalFailure"),
                  "kms_internal": (500, "KMSInternalException"), "throttle": (400, "ThrottlingException")}
 # ... and the ones that are not KMS answers at all.
-BROKEN_ANSWERS = ("reset", "stall", "garbage")
+BROKEN_ANSWERS = ("reset", "stall", "truncate", "garbage")
 
 
 class KmsFront:
@@ -92,15 +92,17 @@ class KmsFront:
                     self.end_headers()
                     self.wfile.write(page)
                     return
-                # stall: the head and a little of the body, then nothing until `answer_again` (or 60 s).
+                # stall: the head and a little of the body, then nothing until `answer_again` (or 60 s);
+                # truncate: the same, then the connection closes.
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-amz-json-1.1")
                 self.send_header("Content-Length", "1000")
                 self.end_headers()
                 self.wfile.write(b'{"KeyId": ')
                 self.wfile.flush()
-                front._answering.clear()
-                front._answering.wait(timeout=60)
+                if fault == "stall":
+                    front._answering.clear()
+                    front._answering.wait(timeout=60)
 
             def log_message(self, *args: object) -> None:
                 pass

@@ -135,6 +135,7 @@ FIRST_REGION_FAULTS = {
     "garbage": ("bad_answer", ("KMS.ServiceUnavailable", 503)),        # a 200 that is not KMS's
     "reset": ("unreachable", ("KMS.ServiceUnavailable", 503)),
     "stall": ("timeout", ("KMS.ServiceUnavailable", 503)),             # head sent, body never finished
+    "truncate": ("unreachable", ("KMS.ServiceUnavailable", 503)),      # head sent, connection closed mid-body
 }
 
 
@@ -230,3 +231,14 @@ def test_a_kms_5xx_is_retried_then_503_and_counted_by_the_breaker(fronted, stack
     sample = metrics(f.gateway)
     assert sample["envelope_kms_breaker_open"] == 1
     assert kms_calls(sample, "GenerateDataKey", "kms_failure") == f.front.received["GenerateDataKey"] - 1
+
+
+def test_bucket_key_objects_fall_back_too(regions, stack):
+    """In a bucket-key bucket the second region's copy wraps the bucket key: one Decrypt there serves them all."""
+    start, _ = regions
+    r = start(retry=FAST, cache=COLD, bucket_keys={"buckets": [stack.bucket]})
+    bodies = _write(r.s3, stack.bucket, 3)
+    r.first.fail("internal")
+    for key, body in bodies.items():
+        assert r.s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read() == body
+    assert r.second.received["Decrypt"] == 1
