@@ -35,6 +35,8 @@ _KMS_SCHEMES = (KMS_SCHEME, SCHEME_BUCKET_KEY)
 T = TypeVar("T")
 # How often expired cached keys are zeroed even when no request touches the cache.
 _SWEEP_INTERVAL_SECONDS = 1.0
+# How long the readiness probe waits for the first region before it asks the second one as well.
+_PROBE_HEDGE_SECONDS = 1.0
 # A configured key id that is already a key ARN needs no DescribeKey to be trusted (an alias or a bare id does).
 _KEY_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+")
 
@@ -288,16 +290,28 @@ class KeyService:
     # --- readiness --------------------------------------------------------------------------------------------------
     async def probe(self, context: Mapping[str, str], principal: str) -> bool:
         """Does some region's KMS give and take back a data key now (past the cache)? The first KMS's default key
-        (GenerateDataKey, Decrypt), else the second KMS key (Encrypt, Decrypt). One region failing or throttling
-        must not take every pod out of service while the other region still serves reads; a final answer (the
-        default key disabled, access denied) is an answer about this gateway, and the probe fails with it."""
-        probes = [self._probe_primary] + ([self._probe_secondary] if self._secondary is not None else [])
-        for probe in probes:
-            try:
-                return await probe(context, principal)
-            except REGION_FAULTS as exc:
-                log.warning("readiness: a KMS region is not answering (%s)", exc.code)
-        return False
+        (GenerateDataKey, Decrypt); the second KMS key (Encrypt, Decrypt) too when the first fails or has not
+        answered within _PROBE_HEDGE_SECONDS. One region failing, throttling or hanging must not take every pod out
+        of service while the other still serves reads — nor make the probe outlast the kubelet's timeout (5 s)
+        while the first region's retry deadline runs. A final answer (the default key disabled, access denied) is
+        an answer about this gateway, and the probe fails with it."""
+        first = asyncio.ensure_future(self._probe_primary(context, principal))
+        probes = [first]
+        try:
+            if self._secondary is not None:
+                await asyncio.wait([first], timeout=_PROBE_HEDGE_SECONDS)
+                if not first.done() or isinstance(first.exception(), REGION_FAULTS):
+                    probes.append(asyncio.ensure_future(self._probe_secondary(context, principal)))
+            for finished in asyncio.as_completed(probes):
+                try:
+                    if await finished:
+                        return True
+                except REGION_FAULTS as exc:
+                    log.warning("readiness: a KMS region is not answering (%s)", exc.code)
+            return False
+        finally:
+            for probe in probes:
+                probe.cancel()
 
     async def _probe_primary(self, context: Mapping[str, str], principal: str) -> bool:
         key_id = self._policy.default_key_id

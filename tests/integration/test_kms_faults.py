@@ -42,9 +42,9 @@ def _stored(store, bucket: str, key: str) -> bool:
     return "Contents" in store.list_objects_v2(Bucket=bucket, Prefix=key)
 
 
-def _ready(gateway: GatewayProcess) -> int:
+def _ready(gateway: GatewayProcess, timeout: float = 30) -> int:
     try:
-        return urllib.request.urlopen(gateway.admin_url + "/readyz", timeout=30).status
+        return urllib.request.urlopen(gateway.admin_url + "/readyz", timeout=timeout).status
     except urllib.error.HTTPError as exc:
         return exc.code
 
@@ -203,13 +203,17 @@ def test_a_second_region_that_is_down_does_not_slow_reads_in_the_first(regions, 
     assert r.second.received["Decrypt"] == r.second.received["DescribeKey"] == 0
 
 
-@pytest.mark.parametrize("down, status", [("first", 200), ("second", 200), ("both", 503)])
+@pytest.mark.parametrize("down, status", [("first", 200), ("second", 200), ("both", 503), ("first-hangs", 200)])
 def test_readiness_needs_one_region(regions, down, status):
+    """Within the kubelet's probe timeout (5 s in deploy/): a first region that hangs for its whole retry deadline
+    must not hold the answer past it."""
     start, _ = regions
-    r = start(retry=FAST)
-    for front in {"first": [r.first], "second": [r.second], "both": [r.first, r.second]}[down]:
+    r = start(retry={**FAST, "deadline_seconds": 30} if down == "first-hangs" else FAST)
+    if down == "first-hangs":
+        r.first.hang()
+    for front in {"first": [r.first], "second": [r.second], "both": [r.first, r.second]}.get(down, []):
         front.fail("unavailable")
-    assert _ready(r.gateway) == status
+    assert _ready(r.gateway, timeout=5) == status
 
 
 @pytest.mark.parametrize("fault", ["unavailable", "internal"])
