@@ -1,5 +1,5 @@
 """The pure policies around KMS calls: retry backoff within a deadline (gateway.keys.retry), the circuit breaker
-(gateway.keys.breaker). How KMS errors become S3 errors: test_kms_faults.py. No network."""
+(gateway.keys.breaker). How KMS errors become S3 errors: test_kms_fault_map.py. No network."""
 from __future__ import annotations
 
 import pytest
