@@ -1,6 +1,12 @@
 """One KMS endpoint (a region) as the gateway calls it: its aioboto3 client, retries with jittered backoff within
-a deadline, a circuit breaker, and the translation of KMS errors into the gateway's error tree (at this boundary,
-with fixed messages: KMS errors can echo request fields). Every call is counted, timed and audited.
+a deadline, a circuit breaker, and the translation of KMS errors into the gateway's error tree (by the fault map in
+gateway.keys.faults, with fixed messages: KMS errors can echo request fields). Every call is counted, timed and
+audited.
+
+Who retries: this module, and only it. botocore's own retries are off (one attempt per call): its standard mode
+would retry the same 5xx, throttling and connection faults up to three times inside one of our attempts, so an
+attempt could outlive the deadline's arithmetic, and the breaker and the metrics would see one failure where KMS
+was called three times.
 """
 from __future__ import annotations
 
@@ -16,26 +22,27 @@ import aioboto3
 import aiobotocore
 import botocore
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from gateway import errors
+from gateway.keys import faults
 from gateway.keys.breaker import CLOSED, Breaker
 from gateway.keys.retry import RetryPolicy
 from gateway.observability.logs import audit
 from gateway.observability.metrics import Metrics, package_version
 
-# KMS error codes that mean "this ciphertext/context pair is not what was stored": the wrapped key or its
-# encryption context (bucket, key) does not match, e.g. an object copied or swapped around the gateway.
-_INTEGRITY_CODES = {"InvalidCiphertextException", "IncorrectKeyException"}
-_DENIED_CODES = {"AccessDeniedException", "UnauthorizedException"}
-_THROTTLE_CODES = {"ThrottlingException", "LimitExceededException"}
-# The master key itself is unusable: revoked by an operator, not a fault of KMS.
-_UNUSABLE_CODES = {"DisabledException", "KMSInvalidStateException", "NotFoundException"}
-# KMS's own failures: retried, and counted by the circuit breaker like no answer at all.
-_FAILURE_CODES = {"KMSInternalException", "DependencyTimeoutException"}
-_RETRYABLE_CODES = _THROTTLE_CODES | _FAILURE_CODES
+_METHODS = {"GenerateDataKey": "generate_data_key", "Decrypt": "decrypt", "Encrypt": "encrypt",
+            "ReEncrypt": "re_encrypt", "DescribeKey": "describe_key"}
 USER_AGENT = (f"envelope-gateway/{package_version()} aiobotocore/{aiobotocore.__version__} "
               f"botocore/{botocore.__version__}")
+
+
+class _Faulted(Exception):
+    """An attempt went wrong: how, by the fault map."""
+
+    def __init__(self, fault: faults.Fault) -> None:
+        super().__init__(fault.outcome)
+        self.fault = fault
 
 
 class _Retryable(Exception):
@@ -62,7 +69,8 @@ class KmsEndpoint:
         self._reports_breaker = reports_breaker  # the gauge describes the primary endpoint
 
     async def start(self) -> None:
-        # Retries are ours (retry.py: a deadline, the breaker); botocore makes exactly one attempt per call.
+        # Retries are ours (retry.py: a deadline, the breaker; see the module's docstring); botocore makes exactly one
+        # attempt per call.
         # A fixed User-Agent names the gateway in KMS's logs (CloudTrail's userAgent) and spares botocore rebuilding
         # its feature-tracking one twice per call: ~0.1 ms of CPU on every KMS call of a small PUT (profile-4KiB.md).
         config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=10,
@@ -103,26 +111,20 @@ class KmsEndpoint:
 
     async def _attempt(self, operation: str, audited: Audit | None, timeout_seconds: float,
                        params: dict[str, Any]) -> dict[str, Any]:
-        method = {"GenerateDataKey": self._client.generate_data_key, "Decrypt": self._client.decrypt,
-                  "Encrypt": self._client.encrypt, "ReEncrypt": self._client.re_encrypt,
-                  "DescribeKey": self._client.describe_key}[operation]
         started = time.perf_counter()
         outcome = "cancelled"
         answered: bool | None = None  # for the breaker: KMS answered (True), failed (False), or no verdict
         try:
-            async with asyncio.timeout(timeout_seconds):
-                response = await method(**params)
+            response = await self._send(operation, timeout_seconds, params)
             outcome, answered = "ok", True
             return response
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "Unknown")
-            outcome, answered = _outcome(code), code not in _FAILURE_CODES
-            if code in _RETRYABLE_CODES:
-                raise _Retryable(kms_error(code)) from None
-            raise kms_error(code) from None
-        except (BotoCoreError, OSError):  # OSError includes TimeoutError: the deadline passed during the call
-            outcome, answered = "unreachable", False
-            raise _Retryable(errors.KMSUnavailable("The key management service is unreachable.")) from None
+        except _Faulted as faulted:
+            fault = faulted.fault
+            outcome, answered = fault.outcome, not fault.kms_failing
+            # `from None`: KMS errors and botocore's exceptions can echo request fields; none of it is shown.
+            if fault.retryable:
+                raise _Retryable(fault.error()) from None
+            raise fault.error() from None
         finally:
             if answered is None:
                 self._breaker.abandon()
@@ -136,6 +138,25 @@ class KmsEndpoint:
             if audited is not None:
                 audit(operation, outcome, principal=audited.principal, **audited_object(audited.context),
                       kms_key_id=audited.kms_key_id)
+
+    async def _send(self, operation: str, timeout_seconds: float, params: dict[str, Any]) -> dict[str, Any]:
+        """One request to KMS: its answer, or _Faulted with the fault map's verdict on how it went wrong."""
+        method = getattr(self._client, _METHODS[operation])
+        try:
+            async with asyncio.timeout(timeout_seconds):  # its expiry is a TimeoutError: a timed-out attempt
+                response: dict[str, Any] = await method(**params)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            raise _Faulted(faults.for_answer(code, exc.response.get("ResponseMetadata", {})
+                                             .get("HTTPStatusCode"))) from None
+        except Exception as exc:
+            fault = faults.for_exception(exc)
+            if fault is None:
+                raise  # not a KMS fault but a gateway bug: the edge answers 500
+            raise _Faulted(fault) from None
+        if not faults.complete(operation, response):
+            raise _Faulted(faults.BAD_ANSWER)
+        return response
 
     def _breaker_changed(self) -> None:
         if self._reports_breaker:
@@ -154,34 +175,7 @@ def audited_object(context: Mapping[str, str]) -> dict[str, str | None]:
     return {"bucket": context.get("envelope-gateway:bucket"), "key": context.get("envelope-gateway:key")}
 
 
-def _outcome(code: str) -> str:
-    if code in _INTEGRITY_CODES:
-        return "invalid_ciphertext"
-    if code in _DENIED_CODES:
-        return "denied"
-    if code in _THROTTLE_CODES:
-        return "throttled"
-    if code in _UNUSABLE_CODES:
-        return "key_unusable"
-    return "error"
-
-
 def kms_error(code: str) -> errors.S3Error:
-    """The gateway's error for a KMS error code (also used by the offline tools in gateway.tools)."""
-    # `from None` at the callers and fixed messages here: KMS errors can echo request fields; none of it is shown.
-    if code in _INTEGRITY_CODES:
-        return errors.TamperedCiphertext(
-            "The object's data key does not belong to this bucket and key (copied or swapped outside the gateway?).")
-    if code in _DENIED_CODES:
-        return errors.KMSAccessDenied()
-    if code in _THROTTLE_CODES:
-        return errors.SlowDown("The key management service is throttling requests.")
-    if code == "DisabledException":
-        return errors.KMSKeyDisabled()
-    if code == "KMSInvalidStateException":
-        return errors.KMSKeyInvalidState()
-    if code == "NotFoundException":
-        return errors.KMSKeyNotFound()
-    if code in _FAILURE_CODES or code == "KeyUnavailableException":
-        return errors.KMSUnavailable()
-    return errors.KMSError()
+    """The gateway's error for a KMS error code, from the fault map (also used by the offline tools in
+    gateway.tools)."""
+    return faults.for_answer(code, None).error()

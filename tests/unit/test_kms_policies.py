@@ -1,5 +1,5 @@
 """The pure policies around KMS calls: retry backoff within a deadline (gateway.keys.retry), the circuit breaker
-(gateway.keys.breaker) and how KMS error codes become S3 errors (gateway.keys.kms). No network."""
+(gateway.keys.breaker). How KMS errors become S3 errors: test_kms_fault_map.py. No network."""
 from __future__ import annotations
 
 import pytest
@@ -8,7 +8,6 @@ from hypothesis import strategies as st
 
 from gateway import errors
 from gateway.keys.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
-from gateway.keys.endpoint import _outcome, kms_error
 from gateway.keys.retry import RetryPolicy
 
 POLICY = RetryPolicy(deadline_seconds=5, base_delay_seconds=0.05, max_delay_seconds=1)
@@ -84,22 +83,3 @@ def test_an_abandoned_probe_lets_the_next_caller_probe():
     assert breaker.state == HALF_OPEN and breaker.allow(1)
 
 
-# --- KMS errors -> S3 errors ------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("code, s3_code, status, outcome", [
-    ("ThrottlingException", "SlowDown", 503, "throttled"),
-    ("LimitExceededException", "SlowDown", 503, "throttled"),
-    ("DisabledException", "KMS.DisabledException", 403, "key_unusable"),
-    ("KMSInvalidStateException", "KMS.KMSInvalidStateException", 403, "key_unusable"),
-    ("NotFoundException", "KMS.NotFoundException", 403, "key_unusable"),
-    ("AccessDeniedException", "KMS.AccessDeniedException", 403, "denied"),
-    ("KMSInternalException", "KMS.ServiceUnavailable", 503, "error"),
-    ("DependencyTimeoutException", "KMS.ServiceUnavailable", 503, "error"),
-    ("KeyUnavailableException", "KMS.ServiceUnavailable", 503, "error"),
-    ("InvalidCiphertextException", "InternalError", 500, "invalid_ciphertext"),
-    ("SomethingNew", "KMS.InternalError", 500, "error"),
-])
-def test_kms_codes_become_clear_s3_errors(code, s3_code, status, outcome):
-    error = kms_error(code)
-    assert isinstance(error, errors.S3Error)
-    assert (error.code, error.status, _outcome(code)) == (s3_code, status, outcome)
