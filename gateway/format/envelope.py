@@ -7,6 +7,8 @@ message or an exception; the derived key lives only inside the AESGCM object.
 """
 from __future__ import annotations
 
+from typing import NoReturn
+
 import base64
 import binascii
 import hashlib
@@ -261,7 +263,7 @@ class ObjectKey:
     def __repr__(self) -> str:
         return "ObjectKey(<hidden>)"
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> NoReturn:
         raise TypeError("ObjectKey cannot be pickled")
 
 
@@ -341,7 +343,7 @@ class MultipartKeys:
     def __repr__(self) -> str:
         return "MultipartKeys(<hidden>)"
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> NoReturn:
         raise TypeError("MultipartKeys cannot be pickled")
 
     def part_key(self, part_number: int, part_salt: bytes) -> ObjectKey:

@@ -165,7 +165,7 @@ def tail_part_count(tail: bytes) -> int:
     """N, from the last 4 bytes of a multipart-layout object (unauthenticated until open_trailer)."""
     if len(tail) < _COUNT.size:
         raise errors.TamperedCiphertext("The stored object is too short for a part table.")
-    count = _COUNT.unpack(tail[-_COUNT.size:])[0]
+    count: int = _COUNT.unpack(tail[-_COUNT.size:])[0]
     if not 1 <= count <= MAX_PARTS:
         raise errors.TamperedCiphertext("The stored object's part table has an impossible part count.")
     return count

@@ -15,6 +15,8 @@ repr, a message or an exception.
 """
 from __future__ import annotations
 
+from typing import NoReturn
+
 import base64
 import hashlib
 import struct
@@ -141,7 +143,7 @@ class PartnerPrivateKey:
     def __repr__(self) -> str:
         return f"PartnerPrivateKey(key_id={self.key_id!r}, <hidden>)"
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> NoReturn:
         raise TypeError("PartnerPrivateKey cannot be pickled")
 
 

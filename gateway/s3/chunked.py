@@ -101,7 +101,11 @@ class AwsChunkedDecoder:
                 self._remaining -= n
                 if self._remaining == 0:
                     if self._signer is not None:
-                        self._signer.verify_chunk(self._hasher.hexdigest(), self._claimed)
+                        hasher = self._hasher
+                        # Set with the chunk header whenever there is a signer: a missing one is a bug, never a pass.
+                        if hasher is None:
+                            raise RuntimeError("signed chunk without its hasher")
+                        self._signer.verify_chunk(hasher.hexdigest(), self._claimed)
                     self._hasher = None
                     self._state, self._crlf_seen = _DATA_END, 0
             elif state == _DATA_END:

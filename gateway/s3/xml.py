@@ -67,7 +67,7 @@ def _read(body: bytes) -> Element:
     # ValueError covers undecodable text, LookupError an unknown encoding declaration; the defusedxml errors are
     # DTDs and entities, which no S3 document has.
     try:
-        root = SafeET.fromstring(body, forbid_dtd=True)
+        root: Element = SafeET.fromstring(body, forbid_dtd=True)
     except (SafeET.ParseError, DefusedXmlException, ValueError, LookupError):
         raise _Unreadable() from None
     pending = [(root, 1)]
