@@ -66,7 +66,8 @@ def _check_free(ports: dict[str, int]) -> None:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
-                raise SystemExit(f"envelope-gateway dev: port {port} is in use; choose another with {option}.")
+                raise SystemExit(f"envelope-gateway dev: port {port} is in use; "
+                                 f"choose another with {option}.") from None
 
 
 def main(port: int, store_port: int, admin_port: int) -> None:

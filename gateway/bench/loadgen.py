@@ -81,7 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="also run a second gateway from the source tree DIR (e.g. a git worktree with a change) "
                           "as target 'candidate', interleaved with the others")
     how.add_argument("--kms", choices=("moto", "stub"), default="moto",
-                     help="the gateway's KMS: moto server (default) or the in-repo fast stub (gateway/bench/kms_stub.py)")
+                     help="the gateway's KMS: moto server (default) or the in-repo fast stub "
+                          "(gateway/bench/kms_stub.py)")
     how.add_argument("--gateway-set", action="append", default=[], metavar="KEY=VALUE",
                      help="a gateway setting, dotted, e.g. crypto.batch_bytes=4194304 (repeatable)")
     how.add_argument("--gateway-env", action="append", default=[], metavar="NAME=VALUE",

@@ -153,7 +153,8 @@ def _target_summary(records: list[PhaseRecord]) -> dict:
     errors: Counter = Counter()
     for r in records:
         errors.update(r.errors)
-    out = {"reps": reps, "best_mb_s": best(x["mb_s"] for x in reps), "median_mb_s": _r(median(x["mb_s"] for x in reps), 1),
+    out = {"reps": reps, "best_mb_s": best(x["mb_s"] for x in reps),
+           "median_mb_s": _r(median(x["mb_s"] for x in reps), 1),
            "best_ops_s": best(x["ops_s"] for x in reps), "latency": latency_summary(latencies),
            "ttfb": latency_summary(ttfbs), "errors": dict(errors), "ops": sum(r.ops for r in records),
            "instrument_cpu_s_per_gib": _r(median(x["instrument_cpu_s_per_gib"] for x in reps), 3)}
@@ -314,7 +315,7 @@ def profile_summary(path: str, top: int = 30) -> dict:
         return {"file": path, "error": f"{type(exc).__name__}: {exc}"}
     total = stats.total_tt  # type: ignore[attr-defined]
     rows = []
-    for (filename, line, name), (cc, nc, tt, ct, _) in stats.stats.items():  # type: ignore[attr-defined]
+    for (filename, line, name), (_, nc, tt, ct, _) in stats.stats.items():  # type: ignore[attr-defined]
         rows.append({"function": _function_name(filename, line, name), "calls": nc, "tottime_s": round(tt, 3),
                      "cumtime_s": round(ct, 3), "tottime_share": round(tt / total, 4) if total else None})
     by_self = sorted(rows, key=lambda r: r["tottime_s"], reverse=True)[:top]
@@ -474,7 +475,7 @@ def markdown(report: dict, svg_name: str | None = None) -> str:
         for w, op, phase in latency_rows:
             t = phase["targets"]
 
-            def pct(name: str) -> str:
+            def pct(name: str, t: dict = t) -> str:
                 s = t.get(name, {}).get("latency")
                 if not s:
                     return "–"

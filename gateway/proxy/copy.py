@@ -69,8 +69,9 @@ async def copy_object(gw: Gateway, request: web.Request, target: Target, verifie
     if not plaintext:
         envelope, wrapped = parse_metadata(fields)
     if directive == "COPY":
+        changes_storage = any(name in headers for name in ("x-amz-storage-class", "x-amz-website-redirect-location"))
         if (source.bucket, source.key, source.version_id) == (target.bucket, target.key, None) and not reencrypt \
-                and not plaintext and not any(name in headers for name in ("x-amz-storage-class", "x-amz-website-redirect-location")):
+                and not plaintext and not changes_storage:
             raise errors.InvalidRequest(
                 "This copy request is illegal because it is trying to copy an object to itself without changing "
                 "the object's metadata, storage class, website redirect location or encryption attributes.")

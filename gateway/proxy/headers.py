@@ -24,8 +24,8 @@ CLIENT_SSE_HEADERS = frozenset({"x-amz-server-side-encryption", "x-amz-server-si
 # Response headers computed by the gateway for the plaintext view, or describing the stored ciphertext.
 _RESPONSE_DROP = _HOP_BY_HOP | {"content-range", "content-md5", "server", "date", "x-amz-request-id",
                                 "x-amz-server-side-encryption", "x-amz-server-side-encryption-aws-kms-key-id",
-                                "x-amz-server-side-encryption-context", "x-amz-server-side-encryption-bucket-key-enabled",
-                                "x-amz-checksum-type"}
+                                "x-amz-server-side-encryption-context",
+                                "x-amz-server-side-encryption-bucket-key-enabled", "x-amz-checksum-type"}
 
 
 def forwardable_request_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:

@@ -4,7 +4,8 @@ one upstream request instead of three (first response, table, covering bytes).
 An entry is only a hint: it is used with `If-Match` on the ETag it was read under, and the response's envelope
 header and stored size must be the ones the table was authenticated with; otherwise the entry is dropped and
 the read takes the full path. Every segment is still opened under keys derived for this very read from the
-object's DEK (unwrapped, or from the DEK cache) and checked against its key commitment. Bounded by the number of part entries held (a table of 10,000 parts is ~0.5 MB in memory).
+object's DEK (unwrapped, or from the DEK cache) and checked against its key commitment. Bounded by the number of
+part entries held (a table of 10,000 parts is ~0.5 MB in memory).
 """
 from __future__ import annotations
 

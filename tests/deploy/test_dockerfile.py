@@ -279,7 +279,7 @@ def test_the_image_gets_no_test_dependencies(instructions):
                              "--no-emit-project", "--project", str(REPO)],
                             capture_output=True, text=True, timeout=120, env={**os.environ, "UV_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr
-    packages = {re.split(r"[=<>; ]", line, 1)[0].lower() for line in result.stdout.splitlines()
+    packages = {re.split(r"[=<>; ]", line, maxsplit=1)[0].lower() for line in result.stdout.splitlines()
                 if line and not line.startswith(("#", " "))}
     assert {"aiohttp", "cryptography", "pydantic", "uvloop", "prometheus-client"} <= packages
     assert not packages & set(TEST_ONLY_PACKAGES), sorted(packages & set(TEST_ONLY_PACKAGES))

@@ -217,7 +217,7 @@ def test_readiness_needs_one_region(regions, down, status):
 
 
 @pytest.mark.parametrize("fault", ["unavailable", "internal"])
-def test_a_kms_5xx_is_retried_then_503_and_counted_by_the_breaker(fronted, stack, store, fault):
+def test_a_kms_5xx_is_retried_then_503_and_counted_by_the_breaker(fronted, stack, store, fault):  # noqa: F811
     """One region only: KMS answering 503 ServiceUnavailable or 500 InternalFailure is a KMS fault like
     KMSInternalException — retried within the deadline, and its persistence opens the breaker."""
     f = fronted(retry=FAST, breaker={"failure_threshold": 3, "open_seconds": 60}, cache=COLD)

@@ -138,7 +138,7 @@ def test_shared_objects_decrypt_offline_for_each_partner(stack, store, written, 
 
 
 def test_the_gateway_still_serves_shared_objects(stack, s3, written, keys):
-    for name, (bucket, key, data) in written.items():
+    for bucket, key, data in written.values():
         if bucket != stack.bucket:
             continue
         assert _share(stack, bucket, key, keys["2048"][1]).returncode == 0

@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway import errors
 from gateway.keys.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
 from gateway.keys.retry import RetryPolicy
 
