@@ -62,7 +62,7 @@ test: setup
 ## ruff on everything; mypy --strict on the sans-I/O core (format, S3 protocol, errors).
 lint: setup
 	$(BIN)/ruff check gateway tests
-	$(BIN)/mypy gateway/format gateway/s3 gateway/errors.py
+	$(BIN)/mypy gateway/format gateway/s3 gateway/errors.py gateway/numerals.py
 
 ## Without the large-object tests.
 test-fast: setup

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from gateway.format.sizes import SEALED_SEGMENT_SIZE_BYTES, SEGMENT_SIZE_BYTES
-from gateway.s3.numbers import decimal
+from gateway.numerals import decimal
 
 # ASCII digits only (re's \d also matches "١", which int() reads); numerals of any length are read with
 # decimal(), capped, so a 5,000-digit offset is a huge offset rather than int()'s ValueError.

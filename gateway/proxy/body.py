@@ -13,7 +13,7 @@ from aiohttp import web
 from gateway import errors
 from gateway.s3.checksums import BodyChecks
 from gateway.s3.chunked import AwsChunkedDecoder
-from gateway.s3.numbers import decimal
+from gateway.numerals import decimal
 from gateway.s3.sigv4 import STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, ChunkSigner, VerifiedRequest
 
 # S3's largest single PUT. A larger declared length is refused before any byte is read.

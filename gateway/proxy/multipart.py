@@ -38,7 +38,7 @@ from gateway.s3.metadata import check_client_metadata, envelope_fields
 from gateway.s3.multipart_xml import (complete_request_body, complete_result, copy_part_result, http_date_iso,
                                       multipart_part_count, normalise_etag, parse_complete_request, parse_upload_id,
                                       result_etag)
-from gateway.s3.numbers import decimal
+from gateway.numerals import decimal
 from gateway.s3.sigv4 import VerifiedRequest
 from gateway.s3.xml import parse_error, rewrite_listing
 

@@ -32,7 +32,7 @@ from gateway.proxy.responses import read_upto, sse_headers
 from gateway.proxy.tablecache import CachedTable
 from gateway.s3.metadata import envelope_fields
 from gateway.s3.multipart_xml import multipart_part_count
-from gateway.s3.numbers import decimal
+from gateway.numerals import decimal
 from gateway.s3.ranges import content_range, parse_range
 
 T = TypeVar("T")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
 from gateway import errors
-from gateway.s3.numbers import decimal
+from gateway.numerals import decimal
 
 _COPY_RANGE = re.compile(r"\Abytes=([0-9]+)-([0-9]+)\Z", re.ASCII)
 # x-amz-copy-source-if-* → the GET/HEAD condition the store evaluates against the source.

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from xml.etree.ElementTree import Element
 
 from gateway import errors
-from gateway.s3.numbers import decimal
+from gateway.numerals import decimal
 from gateway.s3.xml import (DECLARATION, S3_NAMESPACE, _child_text, _serialise, _split, _text, children,
                             client_document, leaf_text, store_document)
 

@@ -7,7 +7,7 @@ a valid range that selects nothing is 416 InvalidRange.
 from __future__ import annotations
 
 from gateway import errors
-from gateway.s3.numbers import decimal
+from gateway.numerals import decimal
 
 
 def parse_range(value: str | None, size: int) -> tuple[int, int] | None:

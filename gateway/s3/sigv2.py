@@ -13,7 +13,7 @@ import hmac
 from collections.abc import Callable
 
 from gateway.errors import AccessDenied, AuthorizationQueryParametersError, InvalidAccessKeyId, SignatureDoesNotMatch
-from gateway.s3.numbers import decimal
+from gateway.numerals import decimal
 from gateway.s3.sigv4 import UNSIGNED_PAYLOAD, VerifiedRequest
 
 # Sub-resources and response overrides that take part in the string to sign (S3's SigV2 rules).

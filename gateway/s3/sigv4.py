@@ -28,7 +28,7 @@ from gateway.errors import (
     S3Error,
     SignatureDoesNotMatch,
 )
-from gateway.s3.numbers import decimal
+from gateway.numerals import decimal
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 STREAMING_SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.s3.numbers import DEFAULT_CAP, decimal
+from gateway.numerals import DEFAULT_CAP, decimal
 
 
 @pytest.mark.parametrize("text, value", [

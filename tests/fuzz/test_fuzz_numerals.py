@@ -3,7 +3,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.s3.numbers import decimal
+from gateway.numerals import decimal
 
 
 @given(st.one_of(st.text(), st.text(alphabet="0123456789", min_size=1, max_size=6000)),

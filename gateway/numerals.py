@@ -1,4 +1,5 @@
-"""Decimal numbers in client and store text (headers, query parameters, XML), read safely. Pure.
+"""Decimal numbers in client and store text (headers, query parameters, XML), read safely. Pure, and beside
+`errors` the one module of ours that the pure layers (`format`, `s3`) may import.
 
 Why not int(): it accepts "+1", " 1", "1_0" and non-ASCII digits ("١", "²" passes str.isdigit() and then fails
 int()), and it refuses numerals over 4,300 digits with a ValueError (CPython's integer-string limit): each of
