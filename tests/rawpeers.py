@@ -43,6 +43,7 @@ class RawPeer:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         self.sock.settimeout(timeout)
         self.sock.connect((parts.hostname or "127.0.0.1", parts.port or 80))
+        self.opened_at = time.monotonic()
         self.received = bytearray()
         self.closed_at: float | None = None  # monotonic time the peer saw the gateway end the connection
         self.ended_by: str | None = None  # "eof" or "reset"
