@@ -102,13 +102,17 @@ def test_stalled_clients_do_not_hurt_an_unrelated_client(stack, store, isolated_
         held_since = time.monotonic()
 
         # The unrelated client, while all of that is held (bounded: ROUND_TRIPS, and well inside the timeout).
-        loaded = []
+        loaded, failed = [], []
         for seed in range(ROUND_TRIPS, 2 * ROUND_TRIPS):
             if time.monotonic() - held_since > TIMEOUT_SECONDS * 0.6:
                 break
-            loaded.append(_round_trip(client, bucket, seed))
+            try:
+                loaded.append(_round_trip(client, bucket, seed))
+            except Exception as exc:  # noqa: BLE001 - reported with the latencies, then asserted
+                failed.append(f"{type(exc).__name__}: {exc}")
+        _report(unloaded, loaded, failed, held_since)
+        assert not failed, f"unrelated round trips failed under load: {failed}"
         assert loaded, "no unrelated round trip fitted in the window the load was held"
-        _report(unloaded, loaded, held_since)
 
         # Heads and uploads: the gateway ends each (a 400 RequestTimeout at most, never a 5xx), within its timeout.
         quiet = peers["head"] + peers["upload"]
@@ -144,14 +148,16 @@ def test_stalled_clients_do_not_hurt_an_unrelated_client(stack, store, isolated_
                 peer.close()
 
 
-def _report(unloaded: list[float], loaded: list[float], held_since: float) -> None:
-    result = {"unloaded_p99_seconds": round(_p99(unloaded), 4), "loaded_p99_seconds": round(_p99(loaded), 4),
-              "round_trips": {"unloaded": len(unloaded), "loaded": len(loaded)},
-              "round_trip_bytes": ROUND_TRIP_BYTES, "held": {"unread_gets": GETS, "stalled_uploads": UPLOADS,
-                                                             "half_sent_heads": HEADS},
+def _report(unloaded: list[float], loaded: list[float], failed: list[str], held_since: float) -> None:
+    result = {"unloaded_p99_seconds": round(_p99(unloaded), 4),
+              "loaded_p99_seconds": round(_p99(loaded), 4) if loaded else None,
+              "round_trips": {"unloaded": len(unloaded), "loaded": len(loaded), "loaded_failed": len(failed)},
+              "failures": failed[:5], "round_trip_bytes": ROUND_TRIP_BYTES,
+              "held": {"unread_gets": GETS, "stalled_uploads": UPLOADS, "half_sent_heads": HEADS},
               "loaded_window_seconds": round(time.monotonic() - held_since, 2)}
-    result["ratio"] = round(result["loaded_p99_seconds"] / result["unloaded_p99_seconds"], 2)
-    result["within_3x"] = result["ratio"] <= 3.0
+    result["ratio"] = round(result["loaded_p99_seconds"] / result["unloaded_p99_seconds"], 2) \
+        if loaded and not failed else None
+    result["within_3x"] = result["ratio"] is not None and result["ratio"] <= 3.0
     print("isolation round trips:", json.dumps(result))
     path = os.environ.get("ENVELOPE_ISOLATION_REPORT")
     if path:
