@@ -176,8 +176,10 @@ class Worker:
             raise
         content, body, got = Content(seed), response["Body"], 0
         while chunk := body.read(MiB):  # raises if the connection ends before Content-Length: not clean
-            if chunk != content.slice(offset + got, len(chunk)):
-                self.run.tally.violation(f"{op} {key} ({range_ or 'whole'}): wrong bytes at {offset + got}")
+            expected = content.slice(offset + got, len(chunk))
+            if chunk != expected:
+                first = next(i for i, (a, b) in enumerate(zip(chunk, expected)) if a != b)
+                self.run.tally.violation(f"{op} {key} ({range_ or 'whole'}): wrong bytes at {offset + got + first}")
                 return
             got += len(chunk)
         if got != length:
