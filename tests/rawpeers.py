@@ -41,6 +41,7 @@ class RawPeer:
         if receive_buffer is not None:
             # Before connect, so the advertised window stays small: an unread response backs up into the sender.
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.timeout = timeout
         self.sock.settimeout(timeout)
         self.sock.connect((parts.hostname or "127.0.0.1", parts.port or 80))
         self.opened_at = time.monotonic()
@@ -87,9 +88,12 @@ class RawPeer:
     def read_to_end(self, deadline_seconds: float) -> bytes:
         """Read until the gateway ends the connection or the deadline passes."""
         end = time.monotonic() + deadline_seconds
-        while self.ended_by is None and time.monotonic() < end:
-            self.sock.settimeout(max(0.01, min(1.0, end - time.monotonic())))
-            self.read(1 << 20)
+        try:
+            while self.ended_by is None and time.monotonic() < end:
+                self.sock.settimeout(max(0.01, min(1.0, end - time.monotonic())))
+                self.read(1 << 20)
+        finally:
+            self.sock.settimeout(self.timeout)
         return bytes(self.received)
 
     def status(self) -> int | None:
@@ -166,6 +170,9 @@ def wait_until_closed(peers: list[RawPeer], deadline_seconds: float) -> list[Raw
                     selector.unregister(peer.sock)
     finally:
         selector.close()
+        for peer in peers:
+            if peer.sock.fileno() >= 0:
+                peer.sock.settimeout(peer.timeout)  # blocking again, as the other methods expect
     return [peer for peer in peers if peer.ended_by is None]
 
 
