@@ -61,7 +61,7 @@ def test_a_short_body_that_ended_cleanly_is_a_violation():
 
 def _judged(rss: list[int]) -> dict:
     soak = Soak(seconds=100, workers=1, seed=1, directory=Path("."))
-    soak.samples = [Sample(t=float(t), rss=value, fds=40, tasks=10, outcomes={})
+    soak.samples = [Sample(t=float(t), rss=value, fds=40, tasks=10, ok=0, errors=0)
                     for t, value in zip(range(20, 100, 4), rss)]
     return soak._verdict(stuck=[])
 
@@ -71,3 +71,12 @@ def test_growth_over_ten_percent_fails_the_run():
     assert flat["failures"] == []
     growing = _judged([100] * 10 + [112] * 10)
     assert growing["failures"] == ["rss grew 12% after warm-up (limit 10 %)"]
+
+
+def test_a_4xx_for_a_well_formed_request_fails_the_run():
+    soak = Soak(seconds=100, workers=1, seed=1, directory=Path("."))
+    soak.samples = [Sample(t=float(t), rss=100, fds=40, tasks=10, ok=0, errors=0) for t in range(20, 100, 4)]
+    soak.tally.outcomes.update({"put ok": 5, "put 400 IncompleteBody": 1, "put 503 SlowDown": 2,
+                                "abort_upload done": 3})
+    assert soak._verdict(stuck=[])["failures"] == [
+        "4xx for well-formed requests (the fault was behind the gateway): {'put 400 IncompleteBody': 1}"]
