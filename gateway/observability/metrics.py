@@ -83,6 +83,13 @@ class Metrics:
                                        "opted in to plaintext reads for its migration.", registry=r)
         self.auth_failures = Counter("envelope_auth_failures_total", "Client requests refused by authentication.",
                                      ["code"], registry=r)
+        self.transfer_timeouts = Counter("envelope_transfer_timeouts_total",
+                                         "Transfers cut because a side stopped moving bytes, by what stalled.",
+                                         ["stalled"], registry=r)
+        self.overload_rejections = Counter("envelope_overload_rejections_total",
+                                           "Requests answered 503 SlowDown because memory or upstream connections "
+                                           "stayed exhausted for the bounded wait, by resource.",
+                                           ["resource"], registry=r)
         for direction in ("in", "out"):
             self.plaintext_bytes.labels(direction)
             self.ciphertext_bytes.labels(direction)

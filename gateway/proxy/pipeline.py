@@ -67,10 +67,11 @@ async def ordered_work(source: AsyncIterator[T], work: Callable[[T], R], pool: C
                     future.exception()
             else:
                 future.cancel()
-        await _aclose(source)
+        await aclose_quietly(source)
 
 
-async def _aclose(iterator: AsyncIterator[Any]) -> None:
+async def aclose_quietly(iterator: AsyncIterator[Any]) -> None:
+    """Close an async generator now (its finally blocks run here, not when the garbage collector finds it)."""
     close = getattr(iterator, "aclose", None)
     if close is not None:
         try:
