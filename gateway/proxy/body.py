@@ -12,7 +12,7 @@ from aiohttp import web
 
 from gateway import errors
 from gateway.proxy.context import Gateway
-from gateway.proxy.idle import client_idle
+from gateway.proxy.idle import ClientStalled, client_idle
 from gateway.s3.checksums import BodyChecks
 from gateway.s3.chunked import AwsChunkedDecoder
 from gateway.s3.sigv4 import STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, ChunkSigner, VerifiedRequest
@@ -79,7 +79,7 @@ class ClientBody:
         content = self._request.content
         watch = None if self._gw is None else client_idle(
             self._gw.metrics, self._gw.client_idle_seconds, "request_body",
-            lambda: content.set_exception(errors.RequestTimeout()))
+            lambda: content.set_exception(ClientStalled()))
         try:
             while True:
                 if watch is not None:
@@ -118,7 +118,10 @@ class ClientBody:
 
     def _failed(self, exc: Exception) -> errors.S3Error:
         # A client that vanished mid-body (aiohttp's connection errors): the upload is incomplete, not stored.
-        self.failure = exc if isinstance(exc, errors.S3Error) else errors.IncompleteBody()
+        if isinstance(exc, ClientStalled):
+            self.failure = errors.RequestTimeout()
+        else:
+            self.failure = exc if isinstance(exc, errors.S3Error) else errors.IncompleteBody()
         return self.failure
 
     def digest(self, data: bytes | bytearray | memoryview) -> None:

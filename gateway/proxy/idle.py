@@ -17,6 +17,12 @@ from gateway.observability.metrics import Metrics
 log = logging.getLogger(__name__)
 
 
+class ClientStalled(TimeoutError):
+    """Set on a request body whose client stopped sending: wakes the reader, which answers RequestTimeout. A
+    TimeoutError so that aiohttp, finding the body unread after the response, closes the connection instead of
+    reading on (its lingering read treats a timeout as "give up")."""
+
+
 class IdleWatch:
     def __init__(self, seconds: float, on_idle: Callable[[], None],
                  progress: Callable[[], int] | None = None) -> None:
