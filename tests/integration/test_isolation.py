@@ -209,3 +209,63 @@ def test_aborted_transfers_leave_no_memory_behind(stack, gateway):
     assert s3.get_object(Bucket=stack.bucket, Key="aborted/after")["Body"].read() == body
     log = gateway.log()
     assert "Task was destroyed" not in log and "GeneratorExit" not in log and "Traceback" not in log
+
+
+@pytest.fixture(scope="module")
+def faulty_store(stack, tmp_path_factory):
+    """A gateway whose store connections pass through a fault-injecting proxy (KMS goes to moto directly)."""
+    from tests.faultproxy import FaultProxy
+    parts = urlsplit(stack.store_url)
+    with FaultProxy(parts.hostname, parts.port) as proxy:
+        config = gateway_config(proxy.url, stack.key_arn, stack.access_key_id, stack.secret_access_key)
+        config["timeouts"] = {"client_idle_seconds": IDLE_SECONDS}
+        process = start_gateway(tmp_path_factory.mktemp("faulty"), "faulty", config, store_env(stack.store_url))
+        try:
+            yield proxy, process
+        finally:
+            process.stop()
+
+
+def test_upstream_reset_mid_put_is_a_retryable_5xx_and_stores_nothing(stack, store, faulty_store):
+    from tests.faultproxy import UP
+    proxy, process = faulty_store
+    s3 = _client(stack, process.url)
+    size = 8 * MiB
+    for i in range(3):
+        key = f"reset/raw-{i}"
+        url = s3.generate_presigned_url("put_object", Params={"Bucket": stack.bucket, "Key": key})
+        proxy.reset_after(2 * MiB, UP)
+        try:
+            sock = _raw(url, "PUT", {"Content-Length": str(size)})
+            try:
+                sock.sendall(random.randbytes(size))  # every byte the client announced
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the gateway answered early and closed: the answer is still to be read
+            answer, _ = _read_until_closed(sock, time.monotonic() + 30)
+            sock.close()
+        finally:
+            proxy.pass_through()
+        status = int(answer.split(b" ", 2)[1])
+        assert status in (500, 503), answer[:300]  # retryable, never the client's IncompleteBody
+        assert b"IncompleteBody" not in answer
+        with pytest.raises(store.exceptions.ClientError):
+            store.head_object(Bucket=stack.bucket, Key=key)  # nothing partial is visible
+
+    # An SDK retries the 5xx: its second attempt finds the store reachable and the object is stored whole.
+    retrying = _client(stack, process.url, attempts=3)
+    attempts = []
+
+    def count_attempt(**_: object) -> None:
+        attempts.append(1)
+        if len(attempts) == 2:
+            proxy.pass_through()
+
+    retrying.meta.events.register("before-send.s3.PutObject", count_attempt)
+    body = random.randbytes(size)
+    proxy.reset_after(2 * MiB, UP)
+    try:
+        retrying.put_object(Bucket=stack.bucket, Key="reset/sdk", Body=body)
+    finally:
+        proxy.pass_through()
+    assert len(attempts) >= 2
+    assert retrying.get_object(Bucket=stack.bucket, Key="reset/sdk")["Body"].read() == body
