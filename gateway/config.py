@@ -289,8 +289,11 @@ class Upstream(_Service):
     """The object store. Its credentials come from the AWS SDK's default chain."""
     addressing_style: Literal["path", "virtual"] = "path"
     connect_timeout_seconds: Float = Field(10.0, gt=0)
-    read_timeout_seconds: Float = Field(300.0, gt=0)
+    # The store's first response byte (after the request's last) and every gap after it (aiohttp sock_read).
+    read_timeout_seconds: Float = Field(60.0, gt=0)
     max_connections: Int = Field(256, ge=1)
+    # How long a request waits for a free pool connection before it is answered 503 SlowDown.
+    pool_wait_seconds: Float = Field(5.0, gt=0, le=600)
 
     @field_validator("addressing_style", mode="before")
     @classmethod
@@ -461,6 +464,8 @@ class Crypto(_Section):
     # Plaintext bytes of batches in flight in the whole process (gateway.proxy.budget): bounds memory under
     # concurrency; it must hold at least one batch of batch_bytes.
     buffer_budget_bytes: Int = Field(24 * MiB, ge=4 * SEGMENT_BYTES, le=4096 * MiB)
+    # How long a transfer waits for its first batch's share of that budget before it is answered 503 SlowDown.
+    budget_wait_seconds: Float = Field(5.0, gt=0, le=600)
 
     @field_validator("batch_bytes")
     @classmethod

@@ -100,6 +100,7 @@ async def run(settings: Settings, overrides: Overrides | None = None,
                         max_connections=settings.upstream.max_connections,
                         connect_timeout_seconds=settings.upstream.connect_timeout_seconds,
                         read_timeout_seconds=settings.upstream.read_timeout_seconds,
+                        pool_wait_seconds=settings.upstream.pool_wait_seconds,
                         send_buffer_bytes=settings.socket_send_buffer_bytes)
     kms = settings.kms
 
@@ -130,7 +131,10 @@ async def run(settings: Settings, overrides: Overrides | None = None,
                  inflight_batches=settings.crypto.inflight_batches_per_request,
                  max_skew_seconds=settings.max_skew_seconds,
                  plaintext_read_buckets=tuple(settings.migration.plaintext_read_buckets),
-                 budget=BatchBudget(settings.crypto.buffer_budget_bytes, settings.crypto.batch_bytes),
+                 client_idle_seconds=settings.timeouts.client_idle_seconds,
+                 budget=BatchBudget(settings.crypto.buffer_budget_bytes, settings.crypto.batch_bytes,
+                                    settings.crypto.budget_wait_seconds,
+                                    metrics.overload_rejections.labels("transfer_memory").inc),
                  tables=TableCache())
 
     stop = stop or asyncio.Event()

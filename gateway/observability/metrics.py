@@ -94,6 +94,13 @@ class Metrics:
         self.malformed_requests = Counter("envelope_malformed_requests_total",
                                           "Requests refused before routing: unparseable HTTP or a head too large, "
                                           "by S3 error code.", ["code"], registry=r)
+        self.transfer_timeouts = Counter("envelope_transfer_timeouts_total",
+                                         "Transfers cut because a side stopped moving bytes, by what stalled.",
+                                         ["stalled"], registry=r)
+        self.overload_rejections = Counter("envelope_overload_rejections_total",
+                                           "Requests answered 503 SlowDown because memory or upstream connections "
+                                           "stayed exhausted for the bounded wait, by resource.",
+                                           ["resource"], registry=r)
         for direction in ("in", "out"):
             self.plaintext_bytes.labels(direction)
             self.ciphertext_bytes.labels(direction)

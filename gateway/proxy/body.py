@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Mapping
 from aiohttp import web
 
 from gateway import errors
+from gateway.proxy.context import Gateway
+from gateway.proxy.idle import ClientStalled, client_idle
 from gateway.s3.checksums import BodyChecks
 from gateway.s3.chunked import AwsChunkedDecoder
 from gateway.numerals import decimal
@@ -44,7 +46,11 @@ def declared_length(headers: Mapping[str, str], payload_hash: str, content_lengt
 
 
 class ClientBody:
-    def __init__(self, request: web.Request, verified: VerifiedRequest) -> None:
+    """`failure` is the error this body raised (the client's doing: a short, long or invalid body, a vanished or
+    stalled client), as opposed to failures elsewhere in the transfer (the store's side): only it is reported as
+    the client's fault."""
+
+    def __init__(self, request: web.Request, verified: VerifiedRequest, gw: Gateway | None = None) -> None:
         headers = request.headers
         payload_hash = verified.payload_hash
         # A request without Content-Length and without a chunked body has an empty body (GET, HEAD, DELETE).
@@ -62,31 +68,63 @@ class ClientBody:
                                               decoded_length=self.length)
         self._trailers: dict[str, str] = {}
         self.received = 0
+        self.failure: errors.S3Error | None = None
+        self._gw = gw
 
     @property
     def needs_digest(self) -> bool:
         return self._sha256 is not None or self._checks.active
 
     async def pieces(self) -> AsyncIterator[bytes | memoryview]:
-        """Plaintext pieces as they arrive; raises IncompleteBody if the body is shorter or longer than declared."""
+        """Plaintext pieces as they arrive; raises IncompleteBody if the body is shorter or longer than declared,
+        RequestTimeout if no byte arrives for `timeouts.client_idle_seconds` while one is awaited."""
         content = self._request.content
-        while True:
-            # readchunk(), not readany(): readany() joins every chunk buffered so far into a new bytes object (a
-            # copy of the whole body, for nothing: the caller copies the pieces into its batches anyway).
-            chunk, end_of_http_chunk = await content.readchunk()
-            if not chunk:
-                if end_of_http_chunk and not content.at_eof():
-                    continue  # a chunked transfer-encoding boundary, not the end of the body
-                break
-            for piece in (self._decoder.feed(chunk) if self._decoder is not None else (chunk,)):
-                self.received += len(piece)
-                if self.received > self.length:
-                    raise errors.IncompleteBody("The body is longer than the declared length.")
-                yield piece
-        if self._decoder is not None:
-            self._trailers = self._decoder.finish()
-        if self.received != self.length:
-            raise errors.IncompleteBody()
+        watch = None if self._gw is None else client_idle(
+            self._gw.metrics, self._gw.client_idle_seconds, "request_body",
+            lambda: content.set_exception(ClientStalled()))
+        try:
+            while True:
+                if watch is not None:
+                    watch.waiting()
+                try:
+                    # readchunk(), not readany(): readany() joins every chunk buffered so far into a new bytes
+                    # object (a copy of the whole body, for nothing: the caller copies the pieces anyway).
+                    chunk, end_of_http_chunk = await content.readchunk()
+                    if watch is not None:
+                        watch.moved()
+                    if not chunk:
+                        if end_of_http_chunk and not content.at_eof():
+                            continue  # a chunked transfer-encoding boundary, not the end of the body
+                        break
+                    pieces = self._decoder.feed(chunk) if self._decoder is not None else (chunk,)
+                    for piece in pieces:
+                        self.received += len(piece)
+                        if self.received > self.length:
+                            raise errors.IncompleteBody("The body is longer than the declared length.")
+                except Exception as exc:  # noqa: BLE001 - the body's own failure: recorded as the client's
+                    raise self._failed(exc) from None
+                # Outside the try: an exception thrown in at a yield (the consumer's failure, a GeneratorExit)
+                # is not the client's doing.
+                for piece in pieces:
+                    yield piece
+            try:
+                if self._decoder is not None:
+                    self._trailers = self._decoder.finish()
+                if self.received != self.length:
+                    raise errors.IncompleteBody()
+            except Exception as exc:  # noqa: BLE001 - as above
+                raise self._failed(exc) from None
+        finally:
+            if watch is not None:
+                watch.close()
+
+    def _failed(self, exc: Exception) -> errors.S3Error:
+        # A client that vanished mid-body (aiohttp's connection errors): the upload is incomplete, not stored.
+        if isinstance(exc, ClientStalled):
+            self.failure = errors.RequestTimeout()
+        else:
+            self.failure = exc if isinstance(exc, errors.S3Error) else errors.IncompleteBody()
+        return self.failure
 
     def digest(self, data: bytes | bytearray | memoryview) -> None:
         if self._checks.active:

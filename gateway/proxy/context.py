@@ -28,6 +28,7 @@ class Gateway:
     batch_bytes: int = 1 << 20
     inflight_batches: int = 4
     max_skew_seconds: int = 900
+    client_idle_seconds: float = 20.0  # timeouts.client_idle_seconds (gateway.proxy.idle)
     wrapped_copies: int = 1  # KMS-wrapped copies of each data key in an object's metadata (2 with kms.secondary)
     # migration.plaintext_read_buckets: where objects without envelope metadata are served as stored
     plaintext_read_buckets: tuple[str, ...] = ()

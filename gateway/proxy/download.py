@@ -13,6 +13,8 @@ from aiohttp import web
 from gateway import errors
 from gateway.observability.logs import audit
 from gateway.proxy.context import Gateway
+from gateway.proxy.idle import IdleWatch, client_idle
+from gateway.proxy.pipeline import aclose_quietly
 from gateway.proxy.objectreader import ObjectReader, UpstreamAnswer, part_number_of
 from gateway.proxy.responses import abort, relay_upstream_error
 from gateway.s3.addressing import Target
@@ -48,26 +50,39 @@ async def get_object(gw: Gateway, request: web.Request, target: Target, principa
             raise
         stream = web.StreamResponse(status=plain.status, headers=plain.headers)
         stream.content_length = plain.length
-        await stream.prepare(request)
+        transport = request.transport
+        # A client that stops reading: the watch sees the transport's write buffer stop draining while a write
+        # waits, and aborts the connection (never a clean end), which ends the write below.
+        watch = client_idle(gw.metrics, gw.client_idle_seconds, "response_body", lambda: abort(request),
+                            transport.get_write_buffer_size if transport is not None else None)
         try:
+            watch.waiting()
+            await stream.prepare(request)
             if first is not None:
-                await _write(gw, stream, first)
+                await _write(gw, stream, first, watch)
             async for view in plain.views:
-                await _write(gw, stream, view)
+                await _write(gw, stream, view, watch)
         except Exception as exc:  # noqa: BLE001 - every failure after the status line ends the same way
             if isinstance(exc, errors.TamperedCiphertext):
                 _integrity_failure(gw, target, principal, response_started=True)
-            log.warning("download aborted after the response started: %s", type(exc).__name__)
+            if not watch.fired:
+                log.warning("download aborted after the response started: %s", type(exc).__name__)
             abort(request)
             return stream
+        finally:
+            watch.close()
+            # The pipeline now, however the download ended: its task, batches and budget share are released here.
+            await aclose_quietly(plain.views)
         await stream.write_eof()
         return stream
     finally:
         reader.close()
 
 
-async def _write(gw: Gateway, stream: web.StreamResponse, view: memoryview) -> None:
+async def _write(gw: Gateway, stream: web.StreamResponse, view: memoryview, watch: IdleWatch) -> None:
+    watch.waiting()
     await stream.write(view)
+    watch.moved()
     gw.metrics.plaintext_bytes.labels("out").inc(len(view))
 
 

@@ -105,7 +105,7 @@ async def upload_part(gw: Gateway, request: web.Request, target: Target, verifie
     assert target.bucket is not None and target.key is not None
     number, upload_id = _part_number(target), _upload_id(target)
     headers = object_write_headers(request.headers.items())
-    body = ClientBody(request, verified)
+    body = ClientBody(request, verified, gw)
     _check_part_size(number, body.length)
     state, keys = await gw.uploads.open(target.bucket, target.key, upload_id, verified.access_key_id)
     etag, echo = await _store_part(gw, target, upload_id, number, keys, body, headers)

@@ -27,8 +27,9 @@ from gateway.observability.logs import audit
 from gateway.proxy.budget import Lease
 from gateway.proxy.context import Gateway
 from gateway.proxy.headers import client_response_headers
-from gateway.proxy.pipeline import ordered_work
+from gateway.proxy.pipeline import aclose_quietly, ordered_work
 from gateway.proxy.responses import read_upto, sse_headers
+from gateway.proxy.storefaults import STORE_FAULTS, store_fault
 from gateway.proxy.tablecache import CachedTable
 from gateway.s3.metadata import envelope_fields
 from gateway.s3.multipart_xml import multipart_part_count
@@ -53,9 +54,17 @@ class PlaintextBody:
 
     def __init__(self, views: AsyncIterator[memoryview], length: int) -> None:
         self._views, self.length = views, length
+        self.failure: errors.S3Error | None = None  # the read's own failure (the store's side, or tampering)
 
     async def pieces(self) -> AsyncIterator[memoryview]:
-        async for view in self._views:
+        while True:
+            try:
+                view = await anext(self._views)
+            except StopAsyncIteration:
+                return
+            except Exception as exc:  # noqa: BLE001 - the source's own failure, recorded for send_sealed
+                self.failure = store_fault(exc)
+                raise self.failure from None
             yield view
 
     def digest(self, data: bytes | bytearray | memoryview) -> None:
@@ -86,7 +95,10 @@ async def _stored_views(content: aiohttp.StreamReader, skip: int, need: int) -> 
     """Exactly `need` stored bytes after skipping `skip`, as views of the chunks as they arrive."""
     got = 0
     while got < need:
-        chunk, end_of_http_chunk = await content.readchunk()  # no join of buffered chunks (see body.pieces)
+        try:
+            chunk, end_of_http_chunk = await content.readchunk()  # no join of buffered chunks (see body.pieces)
+        except STORE_FAULTS as exc:  # reset, sock_read timeout, truncated chunked body: the store's side
+            raise store_fault(exc) from None
         if not chunk:
             if end_of_http_chunk and not content.at_eof():
                 continue
@@ -414,6 +426,8 @@ async def _trimmed(plaintexts: AsyncIterator[bytearray], skip: int, length: int,
         if remaining:
             raise errors.TamperedCiphertext("The stored object ended before the requested range.")
     finally:
+        # The pipeline first (its task, its batches), then the budget share those batches were counted in.
+        await aclose_quietly(plaintexts)
         lease.close()
 
 

@@ -25,6 +25,7 @@ _END = object()
 async def _produce(source: AsyncIterator[T], work: Callable[[T], R], pool: CryptoPool,
                    queue: asyncio.Queue) -> None:
     previous: asyncio.Future | None = None
+    item: T | None = None
     try:
         async for item in source:
             if previous is not None:
@@ -35,12 +36,18 @@ async def _produce(source: AsyncIterator[T], work: Callable[[T], R], pool: Crypt
             previous = asyncio.ensure_future(pool.run(work, item))
             await queue.put(previous)
     except asyncio.CancelledError:
+        if previous is not None and not previous.done():
+            previous.cancel()  # cancelled before the queue took it: nobody else would stop it
         raise
     except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
         failed: asyncio.Future = asyncio.get_running_loop().create_future()
         failed.set_exception(exc)
         await queue.put(failed)
+        del failed  # the exception's traceback holds this frame: no cycle through the future
         return
+    finally:
+        # This frame outlives the task in tracebacks; a batch (megabytes) must not live on with it.
+        item = previous = None
     await queue.put(_END)
 
 
@@ -67,10 +74,11 @@ async def ordered_work(source: AsyncIterator[T], work: Callable[[T], R], pool: C
                     future.exception()
             else:
                 future.cancel()
-        await _aclose(source)
+        await aclose_quietly(source)
 
 
-async def _aclose(iterator: AsyncIterator[Any]) -> None:
+async def aclose_quietly(iterator: AsyncIterator[Any]) -> None:
+    """Close an async generator now (its finally blocks run here, not when the garbage collector finds it)."""
     close = getattr(iterator, "aclose", None)
     if close is not None:
         try:

@@ -7,6 +7,7 @@ upload. Plaintext never leaves this process; no object that looks whole is left 
 """
 from __future__ import annotations
 
+import traceback
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -22,7 +23,7 @@ from gateway.proxy.budget import Lease
 from gateway.proxy.context import Gateway
 from gateway.proxy.headers import object_write_headers
 from gateway.proxy.objectreader import PlaintextBody
-from gateway.proxy.pipeline import ordered_work
+from gateway.proxy.pipeline import aclose_quietly, ordered_work
 from gateway.proxy.responses import relay_upstream_error, sse_headers
 from gateway.s3.addressing import Target
 from gateway.s3.metadata import check_client_metadata
@@ -53,19 +54,20 @@ class _Batch:
 
 @dataclass
 class _UploadState:
-    error: BaseException | None = None
+    # A failure of the body's checks (payload hash, checksums, trailer): the client's, found while sealing.
+    error: errors.S3Error | None = None
     echo_headers: dict[str, str] = field(default_factory=dict)
 
 
-async def _batches(body: ClientBody | PlaintextBody, batch_bytes: int, lease: Lease | None = None
-                   ) -> AsyncIterator[_Batch]:
+async def _batches(body: ClientBody | PlaintextBody, batch_bytes: int, lease: Lease | None = None,
+                   first_size: int | None = None) -> AsyncIterator[_Batch]:
     """Plaintext cut into batches of whole segments; the last one, flagged final, only after the body's EOF.
 
     A batch is a list of views of the pieces as they arrived: the event loop never copies the body; the crypto
     pool seals straight from the pieces (gateway.format.segments). With a lease, each batch is started only once
     the memory budget allows it, with the size the budget gives it (else `batch_bytes`).
     """
-    size = await lease.acquire() if lease is not None else batch_bytes
+    size = first_size or (await lease.acquire() if lease is not None else batch_bytes)
     pieces: list[memoryview] = []
     filled, index, batched = 0, 0, 0
     async for piece in body.pieces():
@@ -91,6 +93,27 @@ class SealedBody:
     body: AsyncIterator[memoryview] | bytes
     content_length: int
     state: _UploadState
+    source: ClientBody | PlaintextBody
+    lease: Lease | None = None
+
+    def failure(self) -> errors.S3Error | None:
+        """The source's own failure (the client's, or the copy source's read), else a failed check; None if the
+        body did not fail — then whatever went wrong is the store's side."""
+        return self.source.failure or self.state.error
+
+    async def close(self) -> None:
+        """End the sealing pipeline now, whatever state it is in: its tasks, batches and budget share are released
+        here, not whenever the garbage collector finds the abandoned generator (gateway.proxy.pipeline)."""
+        if not isinstance(self.body, bytes):
+            await aclose_quietly(self.body)
+        if self.lease is not None:
+            self.lease.close()  # also when the stream never started (the store failed before asking for it)
+        # A recorded failure's traceback holds the frames that read and sealed the body, with their batches
+        # (megabytes), in a reference cycle with the failure itself: only the cyclic garbage collector would free
+        # them, whenever it runs. Their locals are dropped now.
+        for failure in (self.source.failure, self.state.error):
+            if failure is not None:
+                traceback.clear_frames(failure.__traceback__)
 
 
 async def seal_client_body(gw: Gateway, body: ClientBody | PlaintextBody, key: ObjectKey, part_number: int = 0
@@ -104,63 +127,80 @@ async def seal_client_body(gw: Gateway, body: ClientBody | PlaintextBody, key: O
     ciphertext_out = gw.metrics.ciphertext_bytes.labels("out")
 
     def seal(batch: _Batch) -> bytearray:
-        if body.needs_digest:
-            for piece in batch.pieces:
-                body.digest(piece)
-        if batch.final:
-            state.echo_headers = body.verify()
+        try:
+            if body.needs_digest:
+                for piece in batch.pieces:
+                    body.digest(piece)
+            if batch.final:
+                state.echo_headers = body.verify()
+        except errors.S3Error as exc:
+            state.error = exc
+            raise
         return seal_batch(key, batch.first_index, batch.pieces, batch.final, part_number)
 
-    async def sealed() -> AsyncIterator[memoryview]:
-        lease = gw.budget.lease() if isinstance(body, ClientBody) else None
+    async def sealed(lease: Lease | None, first_size: int | None) -> AsyncIterator[memoryview]:
+        # ordered_work() already reads its source ahead in a task of its own: no second prefetch here
+        # (each one holds up to `inflight_batches` more batches of every transfer in memory).
+        chunks = ordered_work(_batches(body, gw.batch_bytes, lease, first_size), seal, gw.pool,
+                              gw.inflight_batches)
         try:
-            # ordered_work() already reads its source ahead in a task of its own: no second prefetch here
-            # (each one holds up to `inflight_batches` more batches of every transfer in memory).
-            async for chunk in ordered_work(_batches(body, gw.batch_bytes, lease), seal, gw.pool,
-                                            gw.inflight_batches):
+            async for chunk in chunks:
                 ciphertext_out.inc(len(chunk))
                 # A view, not the bytearray: aiohttp cuts every chunk to the remaining Content-Length with
                 # chunk[:n], which copies a bytearray (1 MiB per batch, on the event loop) but not a view.
                 yield memoryview(chunk)
                 if lease is not None:
                     lease.release()  # this batch is written (aiohttp asks for the next one only then)
-        except BaseException as exc:
-            state.error = exc
-            raise
         finally:
+            # The pipeline first (its task, its batches), then the budget share those batches were counted in.
+            await aclose_quietly(chunks)
             if lease is not None:
                 lease.close()
         gw.metrics.plaintext_bytes.labels("in").inc(body.length)
 
     size = ciphertext_size(body.length)
     if body.length > SMALL_BODY_BYTES:
-        return SealedBody(sealed(), size, state)
+        if not isinstance(body, ClientBody):
+            return SealedBody(sealed(None, None), size, state, body)
+        # The first batch's share is taken before the store is asked: memory exhausted is SlowDown (503) from
+        # the budget's bounded wait, before an upstream connection is taken for nothing.
+        lease = gw.budget.lease()
+        try:
+            first_size = await lease.acquire()
+        except BaseException:
+            lease.close()
+            raise
+        return SealedBody(sealed(lease, first_size), size, state, body, lease)
     # Small bodies: one segment, sealed inline (microseconds of AES-GCM) — no pool hop, no pipeline tasks.
-    try:
-        batches = [batch async for batch in _batches(body, gw.batch_bytes)]
-        data = bytes(seal(batches[-1]))
-    except Exception as exc:  # noqa: BLE001 - translated: a failed small upload is the client's error
-        raise _client_error(exc) from None
+    batches = [batch async for batch in _batches(body, gw.batch_bytes)]
+    data = bytes(seal(batches[-1]))
     gw.metrics.ciphertext_bytes.labels("out").inc(len(data))
     gw.metrics.plaintext_bytes.labels("in").inc(body.length)
-    return SealedBody(data, size, state)
+    return SealedBody(data, size, state, body)
 
 
 async def send_sealed(gw: Gateway, sealed: SealedBody, bucket: str, key: str, query: list[tuple[str, str]],
                       headers: dict[str, str]) -> aiohttp.ClientResponse:
-    """PUT the sealed body upstream; a failure caused by the client's side (a check, a vanished client) is
-    raised as that, not as an upstream error."""
+    """PUT the sealed body upstream. Who is at fault decides the answer: a failure of the body itself (the
+    client's bytes, checks or connection; the copy source's read) is raised as that; any other failure is the
+    store's side (gateway.proxy.storefaults: a retryable 5xx), even when it broke the body's stream — an upstream
+    reset must not read as the client's IncompleteBody, which SDKs do not retry."""
     try:
-        response = await gw.upstream.request("PUT", bucket, key, query, headers, body=sealed.body,
-                                             content_length=sealed.content_length)
-    except errors.S3Error:
-        if sealed.state.error is not None:
-            raise _client_error(sealed.state.error) from None
-        raise
-    if sealed.state.error is not None:
-        response.close()
-        raise _client_error(sealed.state.error) from None
-    return response
+        try:
+            response = await gw.upstream.request("PUT", bucket, key, query, headers, body=sealed.body,
+                                                 content_length=sealed.content_length)
+        except errors.S3Error:
+            failure = sealed.failure()
+            if failure is not None:
+                raise failure from None
+            raise
+        failure = sealed.failure()
+        if failure is not None:
+            response.close()
+            raise failure from None
+        return response
+    finally:
+        await sealed.close()
 
 
 async def new_object(gw: Gateway, bucket: str, key: str, principal: str, headers: dict[str, str]
@@ -178,7 +218,7 @@ async def put_object(gw: Gateway, request: web.Request, target: Target, verified
     assert target.bucket is not None and target.key is not None
     check_client_metadata(request.headers, reserved_bytes=reserved_metadata_bytes(gw))
     headers = object_write_headers(request.headers.items())
-    body = ClientBody(request, verified)
+    body = ClientBody(request, verified, gw)
     if body.length > MAX_SINGLE_PUT_PLAINTEXT_BYTES:
         raise errors.EntityTooLarge(ProposedSize=str(body.length), MaxSizeAllowed=str(MAX_SINGLE_PUT_PLAINTEXT_BYTES))
     object_key, wrapped = await new_object(gw, target.bucket, target.key, verified.access_key_id, headers)
@@ -192,9 +232,3 @@ async def put_object(gw: Gateway, request: web.Request, target: Target, verified
         out.update(sse_headers(wrapped[0].key_id))
         return web.Response(status=200, headers=out)
 
-
-def _client_error(exc: BaseException) -> BaseException:
-    if isinstance(exc, errors.S3Error):
-        return exc
-    # A client that vanished mid-body, or a read error: the upload is incomplete and was not stored.
-    return errors.IncompleteBody()

@@ -9,6 +9,7 @@ import datetime
 import socket
 import time
 from collections.abc import AsyncIterable, Sequence
+from types import SimpleNamespace
 from typing import Protocol
 from urllib.parse import quote, urlsplit
 
@@ -19,6 +20,7 @@ from yarl import URL
 from gateway import errors
 from gateway.observability.logs import upstream_request_id
 from gateway.observability.metrics import Metrics
+from gateway.proxy.storefaults import STORE_FAULTS, store_fault
 from gateway.proxy.sockets import READ_BUFFER_BYTES, set_send_buffer
 from gateway.s3.names import check_bucket, check_key
 from gateway.s3.sigv4 import UNSIGNED_PAYLOAD, Credentials, sign_request
@@ -60,10 +62,23 @@ def encode_query(params: Sequence[tuple[str, str]]) -> str:
     return "&".join(f"{quote(k, safe=_SAFE_QUERY)}={quote(v, safe=_SAFE_QUERY)}" for k, v in params)
 
 
+class _PoolWait:
+    """Per request: whether it is waiting for a free connection of the pool right now."""
+    queued = False
+
+
+def _queued(state: bool):
+    async def on_queue(session: aiohttp.ClientSession, context: SimpleNamespace, params: object) -> None:
+        if isinstance(context.trace_request_ctx, _PoolWait):
+            context.trace_request_ctx.queued = state
+    return on_queue
+
+
 class Upstream:
     def __init__(self, endpoint: str, region: str, addressing_style: str, credentials: CredentialSource,
                  metrics: Metrics, *, max_connections: int = 256, connect_timeout_seconds: float = 10,
-                 read_timeout_seconds: float = 300, send_buffer_bytes: int = 0) -> None:
+                 read_timeout_seconds: float = 300, pool_wait_seconds: float = 5,
+                 send_buffer_bytes: int = 0) -> None:
         self.endpoint = endpoint
         parts = urlsplit(endpoint)
         self._scheme = parts.scheme or "https"
@@ -74,8 +89,12 @@ class Upstream:
         self._credentials = credentials
         self._metrics = metrics
         self._max_connections = max_connections
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_seconds,
-                                              sock_read=read_timeout_seconds)
+        # aiohttp's `connect` bounds the wait for a pool slot and the connection together; `sock_connect` the
+        # connection alone. A request still queued for a slot when `connect` expires is answered 503 SlowDown:
+        # a bounded wait, never a hang behind transfers that hold every connection. `sock_read` bounds the wait
+        # for the store's first response byte (counted from the request's last byte) and every gap after it.
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=pool_wait_seconds + connect_timeout_seconds,
+                                              sock_connect=connect_timeout_seconds, sock_read=read_timeout_seconds)
         self._send_buffer_bytes = send_buffer_bytes
         self._session: aiohttp.ClientSession | None = None
 
@@ -88,10 +107,14 @@ class Upstream:
 
         connector = aiohttp.TCPConnector(limit=self._max_connections, enable_cleanup_closed=True,
                                          socket_factory=socket_factory)
+        queueing = aiohttp.TraceConfig()
+        queueing.on_connection_queued_start.append(_queued(True))
+        queueing.on_connection_queued_end.append(_queued(False))
         # auto_decompress=False: a gzip-encoded object is opaque ciphertext to us; it must not be touched.
         self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, auto_decompress=False,
                                               read_bufsize=READ_BUFFER_BYTES,
-                                              skip_auto_headers=("User-Agent", "Content-Type"))
+                                              skip_auto_headers=("User-Agent", "Content-Type"),
+                                              trace_configs=[queueing])
         await self._credentials.get()
 
     async def close(self) -> None:
@@ -132,12 +155,15 @@ class Upstream:
                                 datetime.datetime.now(datetime.timezone.utc)))
         url = URL(f"{self._scheme}://{host}{raw_path}" + (f"?{raw_query}" if raw_query else ""), encoded=True)
         started = time.perf_counter()
+        pool = _PoolWait()
         try:
             response = await self._session.request(method, url, headers=out, data=body, allow_redirects=False,
-                                                   compress=None, chunked=None)
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                                                   compress=None, chunked=None, trace_request_ctx=pool)
+        except STORE_FAULTS as exc:
             self._metrics.upstream_requests.labels(method, "error").inc()
-            raise errors.UpstreamError(f"The object store could not be reached ({type(exc).__name__}).") from None
+            if pool.queued:
+                self._metrics.overload_rejections.labels("upstream_connections").inc()
+            raise store_fault(exc, pool_exhausted=pool.queued) from None
         finally:
             self._metrics.upstream_duration.labels(method).observe(time.perf_counter() - started)
         self._metrics.upstream_requests.labels(method, f"{response.status // 100}xx").inc()

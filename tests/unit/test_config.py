@@ -90,7 +90,8 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.tls is None
     up = settings.upstream
     assert (up.endpoint, up.region, up.addressing_style) == (None, None, "path")
-    assert (up.connect_timeout_seconds, up.read_timeout_seconds, up.max_connections) == (10, 300, 256)
+    assert (up.connect_timeout_seconds, up.read_timeout_seconds, up.max_connections, up.pool_wait_seconds) \
+        == (10, 60, 256, 5)
     assert (settings.kms.endpoint, settings.kms.region) == (None, None)
     assert settings.virtual_host_domains == []
     assert (settings.crypto.workers, settings.crypto.batch_bytes, settings.crypto.inflight_batches_per_request,
@@ -303,7 +304,7 @@ def test_redacted_dict(tmp_path: Path) -> None:
                            "retry": {"deadline_seconds": 5, "base_delay_seconds": 0.05, "max_delay_seconds": 1},
                            "breaker": {"failure_threshold": 5, "open_seconds": 10}, "bucket_keys": None}
     assert data["crypto"] == {"workers": None, "batch_bytes": 4194304, "inflight_batches_per_request": 2,
-                              "buffer_budget_bytes": 25165824}
+                              "buffer_budget_bytes": 25165824, "budget_wait_seconds": 5}
     assert set(data) == set(Settings.model_fields)
     text = json.dumps(data)  # plain JSON, no default= needed
     assert SECRET not in text
