@@ -289,7 +289,8 @@ class Upstream(_Service):
     """The object store. Its credentials come from the AWS SDK's default chain."""
     addressing_style: Literal["path", "virtual"] = "path"
     connect_timeout_seconds: Float = Field(10.0, gt=0)
-    # The store's first response byte (after the request's last) and every gap after it (aiohttp sock_read).
+    # The store's first response byte (after the request's last) and every gap after it (aiohttp sock_read);
+    # also the longest the store may leave a chunk of a streamed upload untaken.
     read_timeout_seconds: Float = Field(60.0, gt=0)
     max_connections: Int = Field(256, ge=1)
     # How long a request waits for a free pool connection before it is answered 503 SlowDown.

@@ -7,6 +7,8 @@ upload. Plaintext never leaves this process; no object that looks whole is left 
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 import traceback
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -22,12 +24,15 @@ from gateway.proxy.body import ClientBody
 from gateway.proxy.budget import Lease
 from gateway.proxy.context import Gateway
 from gateway.proxy.headers import object_write_headers
+from gateway.proxy.idle import IdleWatch
 from gateway.proxy.objectreader import PlaintextBody
 from gateway.proxy.pipeline import aclose_quietly, ordered_work
 from gateway.proxy.responses import relay_upstream_error, sse_headers
 from gateway.s3.addressing import Target
 from gateway.s3.metadata import check_client_metadata
 from gateway.s3.sigv4 import VerifiedRequest
+
+log = logging.getLogger(__name__)
 
 # What the gateway's own metadata costs of S3's 2 KB user-metadata budget: the header entry, and each KMS-wrapped
 # copy of the data key (two with a second KMS key: gw.wrapped_copies).
@@ -57,6 +62,8 @@ class _UploadState:
     # A failure of the body's checks (payload hash, checksums, trailer): the client's, found while sealing.
     error: errors.S3Error | None = None
     echo_headers: dict[str, str] = field(default_factory=dict)
+    # Set by send_sealed while the store is asked for the body: marks the waits on the store to take a chunk.
+    store_watch: IdleWatch | None = None
 
 
 async def _batches(body: ClientBody | PlaintextBody, batch_bytes: int, lease: Lease | None = None,
@@ -146,9 +153,15 @@ async def seal_client_body(gw: Gateway, body: ClientBody | PlaintextBody, key: O
         try:
             async for chunk in chunks:
                 ciphertext_out.inc(len(chunk))
+                # Suspended at this yield, the body waits on the store alone: aiohttp resumes it once the previous
+                # chunk is written. (Waits on the client happen inside the pipeline, watched by ClientBody.)
+                if state.store_watch is not None:
+                    state.store_watch.waiting()
                 # A view, not the bytearray: aiohttp cuts every chunk to the remaining Content-Length with
                 # chunk[:n], which copies a bytearray (1 MiB per batch, on the event loop) but not a view.
                 yield memoryview(chunk)
+                if state.store_watch is not None:
+                    state.store_watch.moved()
                 if lease is not None:
                     lease.release()  # this batch is written (aiohttp asks for the next one only then)
         finally:
@@ -187,8 +200,7 @@ async def send_sealed(gw: Gateway, sealed: SealedBody, bucket: str, key: str, qu
     reset must not read as the client's IncompleteBody, which SDKs do not retry."""
     try:
         try:
-            response = await gw.upstream.request("PUT", bucket, key, query, headers, body=sealed.body,
-                                                 content_length=sealed.content_length)
+            response = await _put_watched(gw, sealed, bucket, key, query, headers)
         except errors.S3Error:
             failure = sealed.failure()
             if failure is not None:
@@ -201,6 +213,36 @@ async def send_sealed(gw: Gateway, sealed: SealedBody, bucket: str, key: str, qu
         return response
     finally:
         await sealed.close()
+
+
+async def _put_watched(gw: Gateway, sealed: SealedBody, bucket: str, key: str, query: list[tuple[str, str]],
+                       headers: dict[str, str]) -> aiohttp.ClientResponse:
+    """The upstream PUT; a streamed body the store stops taking for `upstream.read_timeout_seconds` cancels it.
+    Cancelled mid-body, the request drops its connection before the last byte: the store keeps nothing."""
+    put = asyncio.ensure_future(gw.upstream.request("PUT", bucket, key, query, headers, body=sealed.body,
+                                                    content_length=sealed.content_length))
+    if isinstance(sealed.body, bytes):
+        return await put
+    stalled = False
+
+    def store_stalled() -> None:
+        nonlocal stalled
+        stalled = True
+        gw.metrics.transfer_timeouts.labels("store_upload").inc()
+        log.warning("upload cut: the object store took no body bytes for %ss", gw.upstream.idle_seconds)
+        put.cancel()
+
+    sealed.state.store_watch = IdleWatch(gw.upstream.idle_seconds, store_stalled)
+    try:
+        return await put
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if stalled and not (current is not None and current.cancelling()):
+            raise errors.UpstreamError("The object store stopped taking the upload's body; retry.") from None
+        raise
+    finally:
+        sealed.state.store_watch.close()
+        sealed.state.store_watch = None
 
 
 async def new_object(gw: Gateway, bucket: str, key: str, principal: str, headers: dict[str, str]

@@ -95,6 +95,9 @@ class Upstream:
         # for the store's first response byte (counted from the request's last byte) and every gap after it.
         self._timeout = aiohttp.ClientTimeout(total=None, connect=pool_wait_seconds + connect_timeout_seconds,
                                               sock_connect=connect_timeout_seconds, sock_read=read_timeout_seconds)
+        # The same bound while the gateway streams a body to the store: a body chunk the store leaves untaken
+        # this long ends the upload (gateway.proxy.upload.send_sealed).
+        self.idle_seconds = read_timeout_seconds
         self._send_buffer_bytes = send_buffer_bytes
         self._session: aiohttp.ClientSession | None = None
 

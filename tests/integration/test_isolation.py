@@ -7,6 +7,7 @@ import random
 import socket
 import struct
 import time
+import urllib.request
 from urllib.parse import urlsplit
 
 import boto3
@@ -17,6 +18,7 @@ from tests.conftest import REGION, gateway_config, start_gateway, store_env
 
 MiB = 1024 * 1024
 IDLE_SECONDS = 2
+STORE_IDLE_SECONDS = 5  # the faulty store's upstream.read_timeout_seconds: moto needs a moment for large bodies
 
 
 def _rss_mib(pid: int) -> float:
@@ -51,6 +53,27 @@ def _raw(url: str, method: str, headers: dict[str, str] | None = None, rcvbuf: i
 def _reset(sock: socket.socket) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
+
+
+def _read_response(sock: socket.socket, deadline: float) -> bytes:
+    """One whole response (head and Content-Length body), or b"" if none came by the deadline."""
+    data = bytearray()
+    while time.monotonic() < deadline:
+        head, sep, rest = bytes(data).partition(b"\r\n\r\n")
+        if sep:
+            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            if len(rest) >= length:
+                return bytes(data)
+        sock.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            chunk = sock.recv(65536)
+        except (TimeoutError, ConnectionResetError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    return b""
 
 
 def _read_until_closed(sock: socket.socket, deadline: float) -> tuple[bytes, bool]:
@@ -219,6 +242,7 @@ def faulty_store(stack, tmp_path_factory):
     with FaultProxy(parts.hostname, parts.port) as proxy:
         config = gateway_config(proxy.url, stack.key_arn, stack.access_key_id, stack.secret_access_key)
         config["timeouts"] = {"client_idle_seconds": IDLE_SECONDS}
+        config["upstream"]["read_timeout_seconds"] = STORE_IDLE_SECONDS
         process = start_gateway(tmp_path_factory.mktemp("faulty"), "faulty", config, store_env(stack.store_url))
         try:
             yield proxy, process
@@ -269,3 +293,37 @@ def test_upstream_reset_mid_put_is_a_retryable_5xx_and_stores_nothing(stack, sto
         proxy.pass_through()
     assert len(attempts) >= 2
     assert retrying.get_object(Bucket=stack.bucket, Key="reset/sdk")["Body"].read() == body
+
+
+def test_a_store_that_stops_taking_an_upload_body_gets_a_5xx_and_stores_nothing(stack, store, faulty_store):
+    """The store stops reading the PUT body mid-way (its TCP window stays shut): the upload is cut after
+    upstream.read_timeout_seconds with a retryable 503, its budget share and connection given back, nothing
+    stored; the gateway then serves the next upload normally."""
+    from tests.faultproxy import UP
+    proxy, process = faulty_store
+    s3 = _client(stack, process.url)
+    size = 16 * MiB
+    key = "stall/raw"
+    url = s3.generate_presigned_url("put_object", Params={"Bucket": stack.bucket, "Key": key})
+    proxy.stall_after(2 * MiB, UP)
+    started = time.monotonic()
+    try:
+        sock = _raw(url, "PUT", {"Content-Length": str(size)})
+        try:
+            sock.sendall(random.randbytes(size))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the gateway answered and closed before taking every byte
+        answer = _read_response(sock, time.monotonic() + STORE_IDLE_SECONDS + 30)
+        sock.close()
+    finally:
+        proxy.pass_through()
+    assert answer, "no answer: the gateway kept an upload open against a store that took nothing"
+    assert answer.startswith(b"HTTP/1.1 503"), answer[:300]
+    assert b"<Code>ServiceUnavailable</Code>" in answer
+    assert time.monotonic() - started >= STORE_IDLE_SECONDS  # a stall, not an error of its own
+    with pytest.raises(store.exceptions.ClientError):
+        store.head_object(Bucket=stack.bucket, Key=key)
+    body = random.randbytes(8 * MiB)
+    s3.put_object(Bucket=stack.bucket, Key="stall/after", Body=body)
+    assert s3.get_object(Bucket=stack.bucket, Key="stall/after")["Body"].read() == body
+    assert 'stalled="store_upload"' in urllib.request.urlopen(process.admin_url + "/metrics", timeout=10).read().decode()
