@@ -10,6 +10,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway import errors
+from gateway.numerals import decimal
 from gateway.format import multipart
 from gateway.format.sizes import plaintext_size
 from gateway.proxy.body import ClientBody
@@ -72,10 +73,13 @@ async def pass_through(gw: Gateway, request: web.Request, target: Target, verifi
                                          body=data if data or request.method in ("PUT", "POST") else None,
                                          payload_hash=hashlib.sha256(data).hexdigest())
     async with response:
+        if response.status >= 300:
+            return await relay_upstream_error(response)  # small, and through the store-fault map
         out = client_response_headers(response.headers)
         stream = web.StreamResponse(status=response.status, headers=out)
-        if "Content-Length" in response.headers:
-            stream.content_length = int(response.headers["Content-Length"])
+        length = decimal(response.headers.get("Content-Length", ""))
+        if length is not None:
+            stream.content_length = length
         await stream.prepare(request)
         try:
             if request.method != "HEAD":
