@@ -52,7 +52,7 @@ async def copy_object(gw: Gateway, request: web.Request, target: Target, verifie
     if is_reserved_key(source.key):
         raise errors.AccessDenied("This key name is reserved by the encryption gateway.")
     directive = metadata_directive(request.headers.get("x-amz-metadata-directive"))
-    await read_control_body(request, verified)
+    await read_control_body(gw, request, verified)
     headers = {name: value for name, value in forwardable_request_headers(request.headers.items()).items()
                if not name.startswith("x-amz-copy-source") and name != "x-amz-metadata-directive"
                and name not in CLIENT_SSE_HEADERS}

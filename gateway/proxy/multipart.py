@@ -75,7 +75,7 @@ async def create_multipart_upload(gw: Gateway, request: web.Request, target: Tar
                                   verified: VerifiedRequest) -> web.Response:
     assert target.bucket is not None and target.key is not None
     check_client_metadata(request.headers, reserved_bytes=reserved_metadata_bytes(gw))
-    await read_control_body(request, verified)
+    await read_control_body(gw, request, verified)
     headers = object_write_headers(request.headers.items())
     # One DEK per upload: every part's key is derived from it. Its wrapped copy and the header go into the
     # upload's metadata now — S3 fixes an object's metadata at CreateMultipartUpload.
@@ -123,7 +123,7 @@ async def upload_part_copy(gw: Gateway, request: web.Request, target: Target, ve
     if is_reserved_key(source.key):
         raise errors.AccessDenied("This key name is reserved by the encryption gateway.")
     byte_range = copy_range(request.headers.get("x-amz-copy-source-range"))
-    await read_control_body(request, verified)
+    await read_control_body(gw, request, verified)
     headers = object_write_headers((name, value) for name, value in request.headers.items()
                                    if not name.lower().startswith("x-amz-copy-source"))
     state, keys = await gw.uploads.open(target.bucket, target.key, upload_id, verified.access_key_id)
@@ -223,7 +223,7 @@ async def complete_multipart_upload(gw: Gateway, request: web.Request, target: T
                                     verified: VerifiedRequest) -> web.StreamResponse:
     assert target.bucket is not None and target.key is not None
     upload_id = _upload_id(target)
-    client_parts = parse_complete_request(await read_control_body(request, verified))
+    client_parts = parse_complete_request(await read_control_body(gw, request, verified))
     try:
         state, keys = await gw.uploads.open(target.bucket, target.key, upload_id, verified.access_key_id)
     except errors.NoSuchUpload:
@@ -360,7 +360,7 @@ async def abort_multipart_upload(gw: Gateway, request: web.Request, target: Targ
                                  verified: VerifiedRequest) -> web.Response:
     assert target.bucket is not None and target.key is not None
     upload_id = _upload_id(target)
-    await read_control_body(request, verified)
+    await read_control_body(gw, request, verified)
     headers = forwardable_request_headers(request.headers.items())
     response = await gw.upstream.request("DELETE", target.bucket, target.key, target.query, headers)
     async with response:
@@ -390,7 +390,7 @@ def _part_size(stored: int, _etag: str) -> int | None:
 
 async def list_parts(gw: Gateway, request: web.Request, target: Target, verified: VerifiedRequest
                      ) -> web.Response:
-    await read_control_body(request, verified)
+    await read_control_body(gw, request, verified)
     headers = forwardable_request_headers(request.headers.items())
     response = await gw.upstream.request("GET", target.bucket, target.key, target.query, headers)
     async with response:

@@ -10,12 +10,15 @@ import aiohttp
 from aiohttp import web
 
 from gateway import errors
+from gateway.numerals import decimal
 from gateway.format import multipart
 from gateway.format.sizes import plaintext_size
 from gateway.proxy.body import ClientBody
 from gateway.proxy.context import Gateway
 from gateway.proxy.headers import client_response_headers, forwardable_request_headers
+from gateway.proxy.idle import client_idle
 from gateway.proxy.responses import abort, read_upto, relay_upstream_error
+from gateway.proxy.storefaults import STORE_FAULTS
 from gateway.proxy.uploadstate import RESERVED_KEY_PREFIX, is_reserved_key
 from gateway.s3.addressing import Target
 from gateway.s3.operations import Operation
@@ -41,8 +44,9 @@ _PAST_RESERVED = RESERVED_KEY_PREFIX + "\U0010ffff"
 _NOT_XML_BODIES = frozenset({"PutBucketPolicy"})
 
 
-async def read_control_body(request: web.Request, verified: VerifiedRequest) -> bytes:
-    body = ClientBody(request, verified)
+async def read_control_body(gw: Gateway, request: web.Request, verified: VerifiedRequest) -> bytes:
+    """A small request body (XML, JSON), whole and checked; one that stops arriving is a 400 RequestTimeout."""
+    body = ClientBody(request, verified, gw)
     if body.length > MAX_CONTROL_BODY_BYTES:
         raise errors.EntityTooLarge(f"Request bodies of this operation are limited to {MAX_CONTROL_BODY_BYTES} bytes.")
     data = bytearray()
@@ -55,7 +59,7 @@ async def read_control_body(request: web.Request, verified: VerifiedRequest) -> 
 
 async def pass_through(gw: Gateway, request: web.Request, target: Target, verified: VerifiedRequest,
                        operation: Operation) -> web.StreamResponse:
-    data = await read_control_body(request, verified)
+    data = await read_control_body(gw, request, verified)
     if operation.name == "DeleteObjects":
         deletion = parse_delete_request(data)
         if any(is_reserved_key(entry.key) for entry in deletion.objects):
@@ -72,18 +76,30 @@ async def pass_through(gw: Gateway, request: web.Request, target: Target, verifi
                                          body=data if data or request.method in ("PUT", "POST") else None,
                                          payload_hash=hashlib.sha256(data).hexdigest())
     async with response:
+        if response.status >= 300:
+            return await relay_upstream_error(response)  # small, and through the store-fault map
         out = client_response_headers(response.headers)
         stream = web.StreamResponse(status=response.status, headers=out)
-        if "Content-Length" in response.headers:
-            stream.content_length = int(response.headers["Content-Length"])
-        await stream.prepare(request)
+        length = decimal(response.headers.get("Content-Length", ""))
+        if length is not None:
+            stream.content_length = length
+        transport = request.transport
+        # As for object downloads: a client that stops reading is cut, and the store connection goes back.
+        watch = client_idle(gw.metrics, gw.client_idle_seconds, "response_body", lambda: abort(request),
+                            transport.get_write_buffer_size if transport is not None else None)
         try:
+            watch.waiting()
+            await stream.prepare(request)
             if request.method != "HEAD":
                 async for chunk in response.content.iter_any():
+                    watch.waiting()
                     await stream.write(chunk)
-        except (aiohttp.ClientError, OSError):
+                    watch.moved()
+        except (aiohttp.ClientError, OSError, *STORE_FAULTS):
             abort(request)
             return stream
+        finally:
+            watch.close()
         await stream.write_eof()
         return stream
 
@@ -93,7 +109,7 @@ async def delete_bucket(gw: Gateway, request: web.Request, target: Target, verif
     """DeleteBucket; a bucket that holds nothing but the gateway's records of abandoned multipart uploads looks
     empty to clients, so it must delete: the records go (and their uploads are aborted), then the bucket."""
     assert target.bucket is not None
-    await read_control_body(request, verified)
+    await read_control_body(gw, request, verified)
     headers = forwardable_request_headers(request.headers.items())
     for attempt in (1, 2):
         response = await gw.upstream.request("DELETE", target.bucket, None, target.query, headers)
@@ -123,7 +139,7 @@ def listed_size(stored: int, etag: str) -> int | None:
 
 async def list_objects(gw: Gateway, request: web.Request, target: Target, verified: VerifiedRequest
                        ) -> web.StreamResponse:
-    await read_control_body(request, verified)
+    await read_control_body(gw, request, verified)
     headers = forwardable_request_headers(request.headers.items())
     response = await gw.upstream.request("GET", target.bucket, None, target.query, headers)
     async with response:

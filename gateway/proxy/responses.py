@@ -6,6 +6,7 @@ from aiohttp import web
 
 from gateway import errors
 from gateway.proxy.headers import client_response_headers
+from gateway.proxy.storefaults import store_refusal
 from gateway.s3.multipart_xml import without_checksums
 from gateway.s3.xml import error_body, parse_error
 
@@ -14,6 +15,8 @@ ABORTED = "envelope.aborted"
 
 # Upstream error documents are small; a larger body is not an S3 error document and is not relayed whole.
 _MAX_ERROR_BODY_BYTES = 64 * 1024
+# A CompleteMultipartUpload or CopyObject result is a few hundred bytes (plus S3's whitespace keep-alive padding).
+_MAX_RESULT_BODY_BYTES = 1024 * 1024
 
 
 def sse_headers(kms_key_id: str) -> dict[str, str]:
@@ -33,10 +36,14 @@ def error_response(exc: errors.S3Error, resource: str, request_id: str, head: bo
 async def relay_upstream_error(response: aiohttp.ClientResponse) -> web.Response:
     """An upstream 3xx/4xx/5xx, passed on: its status, its (small) XML body, none of its ciphertext headers."""
     body = await read_upto(response, _MAX_ERROR_BODY_BYTES)
-    if body.strip() and parse_error(body) is None:
+    document = parse_error(body)
+    if body.strip() and document is None:
         # Not an S3 error document the gateway can read (nested past any depth S3 writes, say): relayed, it
         # would break the client's parser; it is the store's fault, and retryable.
         raise errors.UpstreamError("The object store returned an error the gateway could not read.")
+    refusal = store_refusal(document[0] if document else None)
+    if refusal is not None:
+        raise refusal
     headers = client_response_headers(response.headers)
     return web.Response(status=response.status, body=body or None, headers=headers)
 
@@ -61,9 +68,15 @@ async def result_document(response: aiohttp.ClientResponse, what: str
     async with response:
         if response.status != 200:
             return await relay_upstream_error(response), b"", {}
-        body = await response.read()
+        body = await read_upto(response, _MAX_RESULT_BODY_BYTES + 1)
+        if len(body) > _MAX_RESULT_BODY_BYTES:
+            raise errors.UpstreamError("The object store's result document is larger than any S3 writes.")
         headers = client_response_headers(response.headers)
-    if parse_error(body) is not None:
+    document = parse_error(body)
+    if document is not None:
+        refusal = store_refusal(document[0])
+        if refusal is not None:
+            raise refusal
         return web.Response(status=200, body=body, headers=headers), b"", {}
     return None, without_checksums(body, what), headers
 

@@ -5,8 +5,10 @@ SDKs retry on their own: 503 SlowDown when the gateway itself is out of upstream
 back off), 503 ServiceUnavailable for the store being unreachable, refusing, resetting, timing out or cutting a
 body short. Never a 4xx: a 4xx tells the SDK not to retry, and only the client's own mistakes earn one (those are
 raised where the client's bytes are read: gateway.proxy.body). The store's own answers (status + S3 error
-document) are relayed as they came (gateway.proxy.responses.relay_upstream_error): a 5xx of the store stays a
-5xx. Messages name the class of fault only, never addresses, credentials or the store's bytes.
+document) are relayed as they came (gateway.proxy.responses.relay_upstream_error) — a 5xx of the store stays a
+5xx, a NoSuchKey stays a 404 — except the answers that blame the request the gateway built and signed, not the
+client's: `store_refusal()`. Messages name the class of fault only, never addresses, credentials or the store's
+bytes.
 """
 from __future__ import annotations
 
@@ -35,3 +37,21 @@ def store_fault(exc: BaseException, *, pool_exhausted: bool = False) -> errors.S
     if isinstance(exc, (aiohttp.ClientConnectorError, ConnectionRefusedError)):
         return errors.UpstreamError("The object store could not be reached; retry.")
     return errors.UpstreamError(f"The object store connection failed ({type(exc).__name__}); retry.")
+
+
+# Store error codes about the request the gateway itself built: its credentials and signature, its framing (length,
+# digests, payload hash, pace), or where it sent the request. The client's request was verified and is not at
+# fault; relayed, these would tell an SDK not to retry (a 4xx) or send it to the store directly (a redirect).
+GATEWAY_SIDE_CODES = frozenset({
+    "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "TokenRefreshRequired",
+    "RequestTimeTooSkewed", "AuthorizationHeaderMalformed", "AuthorizationQueryParametersError",
+    "MissingSecurityHeader", "InvalidSecurity", "IncompleteBody", "XAmzContentSHA256Mismatch", "BadDigest",
+    "InvalidDigest", "MissingContentLength", "RequestTimeout", "PermanentRedirect", "TemporaryRedirect",
+    "Redirect"})
+
+
+def store_refusal(code: str | None) -> errors.S3Error | None:
+    """What the client gets for a store error document with this code, if it is not to be relayed as it came."""
+    if code not in GATEWAY_SIDE_CODES:
+        return None
+    return errors.UpstreamError(f"The object store refused the gateway's request ({code}); retry.")

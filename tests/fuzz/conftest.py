@@ -53,7 +53,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     if not _ran:
         return
-    failed = len(terminalreporter.stats.get("failed", []))
+    failed = sum(1 for report in terminalreporter.stats.get("failed", []) if report.nodeid in _ran)
     terminalreporter.write_line(
         f"fuzz: {sum(_ran.values()):,} examples over {len(_ran)} properties; "
         f"{failed} properties failed (an unexpected exception type or a broken round trip)")

@@ -168,6 +168,34 @@ def test_stalled_uploads_time_out_and_store_nothing(stack, store, which, request
     assert "envelope_transfer_timeouts_total" in _metrics(process)
 
 
+def test_stalled_control_bodies_time_out_too(stack, gateway):
+    """The small bodies of bucket and tagging operations (and DeleteObjects, CompleteMultipartUpload) are read
+    whole before anything is sent: one that stops arriving is a 400 RequestTimeout like an object's body."""
+    s3 = _client(stack, gateway.url)
+    s3.put_object(Bucket=stack.bucket, Key="stalled-control/k", Body=b"x")
+    from gateway.s3.sigv4 import Credentials
+    from tests.rawpeers import signed_head
+    credentials = Credentials(stack.access_key_id, stack.secret_access_key, None)
+    parts = urlsplit(gateway.url)
+    stalled = []
+    for path, query in ((f"/{stack.bucket}/stalled-control/k", "tagging="), (f"/{stack.bucket}", "tagging=")):
+        sock = socket.create_connection((parts.hostname, parts.port), timeout=10)
+        sock.sendall(signed_head(gateway.url, "PUT", path, credentials, query=query,
+                                 headers={"content-length": "4000"}))
+        sock.sendall(b"<Tagging>")
+        stalled.append(sock)
+    try:
+        deadline = time.monotonic() + IDLE_SECONDS * 4 + 20
+        for sock in stalled:
+            answer = _read_response(sock, deadline)
+            assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+            assert b"<Code>RequestTimeout</Code>" in answer
+    finally:
+        for sock in stalled:
+            sock.close()
+    assert s3.get_object(Bucket=stack.bucket, Key="stalled-control/k")["Body"].read() == b"x"
+
+
 def _metrics(process) -> str:
     import urllib.request
     return urllib.request.urlopen(process.admin_url + "/metrics", timeout=10).read().decode()
@@ -216,9 +244,12 @@ def test_aborted_transfers_leave_no_memory_behind(stack, gateway):
     s3 = _client(stack, gateway.url)
     size = 2 * MiB
     s3.put_object(Bucket=stack.bucket, Key="aborted/source", Body=random.randbytes(size))
-    # Warm-up: allocator, caches, pools at their working size.
-    _abort_puts(s3, stack.bucket, 200, size, gateway)
-    _abort_gets(s3, stack.bucket, "aborted/source", 200, size, gateway)
+    # Warm-up: allocator, caches, pools at their working size. Aborts keep the batch budget full while they run,
+    # and glibc keeps what it once held (M_TRIM_THRESHOLD, gateway.server): RSS climbs to a plateau set by the
+    # budget over the first several hundred aborts (measured: 107 → 141 MiB), then stays there however many
+    # follow. A leak would keep climbing; the measurement starts at the plateau.
+    _abort_puts(s3, stack.bucket, 500, size, gateway)
+    _abort_gets(s3, stack.bucket, "aborted/source", 500, size, gateway)
     _settle(gateway)
     before = _rss_mib(gateway.pid)
     _abort_puts(s3, stack.bucket, 1000, size, gateway)

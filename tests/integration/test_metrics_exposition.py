@@ -34,4 +34,4 @@ def test_no_label_can_carry_a_bucket_or_key():
     labels = set(re.findall(r'\[((?:"[a-z_]+",?\s*)+)\]', source))
     names = {name for group in labels for name in re.findall(r'"([a-z_]+)"', group)}
     assert names <= {"operation", "status", "direction", "method", "status_class", "outcome", "code", "version",
-                     "python", "reason"}, names
+                     "python", "reason", "stalled", "resource"}, names

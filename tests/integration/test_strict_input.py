@@ -164,6 +164,9 @@ class _HostileStore(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def do_GET(self):  # noqa: N802 (http.server's naming)
+        for marker, status, code in _REFUSALS:
+            if marker in self.path:
+                return self._answer(status, f"<Error><Code>{code}</Code><Message>m</Message></Error>".encode())
         if "list-type" in self.path or "versions" in self.path:
             self._answer(200, b"<ListBucketResult>" + DEEP + b"</ListBucketResult>")
         else:
@@ -178,6 +181,13 @@ class _HostileStore(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+# Store answers that blame the request the gateway built (its signature, its pace, its endpoint), and one that is
+# the client's own (a missing key): (marker in the path, status, code).
+_REFUSALS = [("refused-signature", 403, "SignatureDoesNotMatch"), ("policy", 403, "InvalidAccessKeyId"),
+             ("refused-timeout", 400, "RequestTimeout"), ("moved", 301, "PermanentRedirect"),
+             ("missing", 404, "NoSuchKey")]
 
 
 @pytest.fixture(scope="module")
@@ -208,6 +218,23 @@ def test_deep_store_xml_is_a_retryable_store_fault_not_a_traceback(stack, hostil
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] in (404, 500, 503)
     log = hostile_gateway.log()
     assert "RecursionError" not in log and "Traceback" not in log
+
+
+def test_store_refusals_of_the_gateways_own_request_are_a_retryable_5xx(stack, hostile_gateway):
+    """The client's request was verified and re-signed: a store refusing the gateway's signature, pace or endpoint
+    is a fault behind the gateway (503, which SDKs retry), never the client's 4xx or a redirect to the store."""
+    s3 = client_for(stack, hostile_gateway.url)
+    for call in (lambda: s3.get_object(Bucket="bucket", Key="refused-signature"),
+                 lambda: s3.get_object(Bucket="bucket", Key="refused-timeout"),
+                 lambda: s3.get_object(Bucket="bucket", Key="moved"),
+                 lambda: s3.get_bucket_policy(Bucket="bucket")):
+        with pytest.raises(ClientError) as caught:
+            call()
+        assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+        assert caught.value.response["Error"]["Code"] == "ServiceUnavailable"
+    with pytest.raises(ClientError) as caught:
+        s3.get_object(Bucket="bucket", Key="missing")
+    assert caught.value.response["Error"]["Code"] == "NoSuchKey"  # the client's own: relayed as it came
 
 
 # --- finding 8: listings --------------------------------------------------------------------------
