@@ -81,7 +81,8 @@ bench: setup
 	$(BIN)/envelope-gateway bench --preset standard --wait-quiet 180 --out-dir docs/benchmarks
 
 ## Isolation under stalled clients, then SOAK_SECONDS (default 1800) of mixed load with store and KMS faults;
-## writes docs/benchmarks/soak.{md,json}. Fails on a wrong byte, a stored aborted upload, or RSS / fd growth > 10 %.
+## writes docs/benchmarks/soak.{md,json}. Fails on a wrong byte, a stored aborted upload, a 4xx to a well-formed request, RSS growth > 10 %
+## after warm-up, or > 10 % more open files idle after the load than before it.
 soak: setup
 	@isolation=$$(mktemp); status=0; \
 	ENVELOPE_ISOLATION_REPORT=$$isolation $(BIN)/pytest -q -s -p no:cacheprovider \

@@ -73,6 +73,18 @@ def test_growth_over_ten_percent_fails_the_run():
     assert growing["failures"] == ["rss grew 12% after warm-up (limit 10 %)"]
 
 
+def test_descriptors_still_open_once_idle_fail_the_run():
+    soak = Soak(seconds=100, workers=1, seed=1, directory=Path("."))
+    # Under load the count swings with the requests in flight: not a verdict on its own.
+    soak.samples = [Sample(t=0.0, rss=100, fds=20, tasks=5, ok=0, errors=0)] + [
+        Sample(t=float(t), rss=100, fds=30 + (t % 3) * 10, tasks=10, ok=0, errors=0) for t in range(20, 100, 4)]
+    soak.after = Sample(t=101.0, rss=100, fds=20, tasks=5, ok=0, errors=0)
+    assert soak._verdict(stuck=[])["failures"] == []
+    soak.after = Sample(t=101.0, rss=100, fds=25, tasks=5, ok=0, errors=0)
+    assert soak._verdict(stuck=[])["failures"] == [
+        "fds grew 25% from idle before the load to idle after it (limit 10 %)"]
+
+
 def test_a_4xx_for_a_well_formed_request_fails_the_run():
     soak = Soak(seconds=100, workers=1, seed=1, directory=Path("."))
     soak.samples = [Sample(t=float(t), rss=100, fds=40, tasks=10, ok=0, errors=0) for t in range(20, 100, 4)]
