@@ -490,6 +490,9 @@ class Timeouts(_Section):
     # A body that stops arriving (400 RequestTimeout, as S3 after ~20 s), or a response the client stops reading
     # (the connection is closed): the longest the gateway waits without a byte moving. Slow but moving is fine.
     client_idle_seconds: Float = Field(20.0, gt=0, le=3600)
+    # A connection idle between requests (keep-alive) is closed after this long: aiohttp's default of an hour
+    # would let any peer hold descriptors with a request a minute.
+    keepalive_seconds: Float = Field(60.0, gt=0, le=3600)
 
 
 class Settings(_Section):

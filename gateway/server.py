@@ -149,7 +149,8 @@ async def run(settings: Settings, overrides: Overrides | None = None,
     await keys.start()
     # The drain happens in _drain(): aiohttp's own graceful shutdown stops reading request bodies at once, which
     # would stall every upload in flight. By cleanup time, what is left is cancelled after this short timeout.
-    s3_runner = EdgeRunner(build_app(gw), edge=Edge.create(settings.timeouts.request_head_seconds, metrics),
+    s3_runner = EdgeRunner(build_app(gw), edge=Edge.create(settings.timeouts.request_head_seconds,
+                                                               settings.timeouts.keepalive_seconds, metrics),
                            handler_args={"access_log": None, "read_bufsize": READ_BUFFER_BYTES},
                            shutdown_timeout=1.0)
     readiness = Readiness(gw)

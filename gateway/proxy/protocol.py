@@ -73,17 +73,18 @@ class HeadTooLarge(BadHttpMessage):
 class Edge:
     """What every client connection shares: the head timeout, the metrics, and the (rate-limited) reports."""
     head_timeout_seconds: float
+    keepalive_seconds: float
     metrics: Metrics
     head_timeouts_log: Occasional
     malformed_log: Occasional
 
     @classmethod
-    def create(cls, head_timeout_seconds: float, metrics: Metrics) -> Edge:
-        return cls(head_timeout_seconds, metrics, Occasional(log), Occasional(log))
+    def create(cls, head_timeout_seconds: float, keepalive_seconds: float, metrics: Metrics) -> Edge:
+        return cls(head_timeout_seconds, keepalive_seconds, metrics, Occasional(log), Occasional(log))
 
     def handler_args(self) -> dict[str, Any]:
         return {"max_line_size": MAX_REQUEST_LINE_BYTES, "max_field_size": MAX_FIELD_BYTES,
-                "max_headers": MAX_HEADERS}
+                "max_headers": MAX_HEADERS, "keepalive_timeout": self.keepalive_seconds}
 
 
 class _WatchedParser:

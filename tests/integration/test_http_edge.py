@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 from tests.conftest import client_for, gateway_config, start_gateway, store_env
 
 HEAD_SECONDS = 1.0
+KEEPALIVE_SECONDS = HEAD_SECONDS * 4  # longer than the keep-alive test above waits
 # Far above every timeout the gateways here use: a bound for "it was closed", never a measurement.
 PATIENCE_SECONDS = 60.0
 
@@ -30,7 +31,8 @@ PATIENCE_SECONDS = 60.0
 def edge(stack, tmp_path_factory):
     """A gateway with a short request-head timeout and text logs (the format that can be injected into)."""
     config = {**gateway_config(stack.store_url, stack.key_arn, stack.access_key_id, stack.secret_access_key),
-              "timeouts": {"request_head_seconds": HEAD_SECONDS}, "log_format": "text"}
+              "timeouts": {"request_head_seconds": HEAD_SECONDS, "keepalive_seconds": KEEPALIVE_SECONDS},
+              "log_format": "text"}
     gateway = start_gateway(tmp_path_factory.mktemp("edge"), "edge", config, store_env(stack.store_url))
     yield gateway
     gateway.stop()
@@ -116,6 +118,19 @@ def test_keep_alive_connections_between_requests_are_not_head_timed(edge, stack)
         sock.settimeout(HEAD_SECONDS * 3)
         with pytest.raises(TimeoutError):
             sock.recv(1)  # still open well past the head timeout
+    finally:
+        sock.close()
+
+
+def test_idle_keep_alive_connections_are_closed_after_the_keepalive_timeout(edge, stack):
+    """aiohttp's own default keeps an idle connection for an hour: any peer could hold descriptors with one
+    request a minute. timeouts.keepalive_seconds closes it (here after 3 × HEAD_SECONDS)."""
+    sock = _connect(edge.url)
+    try:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        _response(sock).read()
+        sock.settimeout(KEEPALIVE_SECONDS + 30)
+        assert sock.recv(1) == b""  # closed by the gateway, not left for the client to close
     finally:
         sock.close()
 

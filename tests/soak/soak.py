@@ -43,6 +43,7 @@ from tests.rawpeers import RawPeer, open_fds, stalled_upload, unread_get
 
 MiB = 1 << 20
 PATTERN_PERIOD = 65_537  # prime: the pattern never lines up with the gateway's 64 KiB segments
+STALL_TARGET_KEY, STALL_TARGET_SEED, STALL_TARGET_BYTES = "stall-target", 1, 24 * (1 << 20)
 SIZES = (0, 1, 1000, 64 * 1024 - 1, 64 * 1024 + 1, 300 * 1000, MiB, 3 * MiB + 17)
 PART_BYTES = 5 * MiB
 GATEWAY_TIMEOUT_SECONDS = 5.0  # timeouts.request_head_seconds and client_idle_seconds of the soaked gateway
@@ -221,8 +222,9 @@ class Worker:
             with self.run.tally.lock:
                 self.run.tally.aborted_keys += 1
         else:
-            key = self.rng.choice(self.objects)[0]
-            peer = unread_get(self.run.gateway.url, self.run.credentials, BUCKET, key)
+            # Larger than every buffer between the gateway and the peer (the kernel's doubled 4 MiB SO_SNDBUF
+            # included): a smaller object is delivered whole, and its connection is merely idle (keep-alive).
+            peer = unread_get(self.run.gateway.url, self.run.credentials, BUCKET, STALL_TARGET_KEY)
         self.held.append(peer)
         self.run.tally.count("stall", "held")
 
@@ -346,6 +348,8 @@ class Soak:
             moto.stop()
 
     def _drive(self) -> dict:
+        self.client().put_object(Bucket=BUCKET, Key=STALL_TARGET_KEY,
+                                 Body=Content(STALL_TARGET_SEED).slice(0, STALL_TARGET_BYTES))
         started = time.monotonic()
         self.deadline = started + self.seconds
         # Many samples (300 per run): the windows' medians must see through in-flight requests coming and going.
