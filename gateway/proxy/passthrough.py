@@ -25,8 +25,9 @@ from gateway.s3.operations import Operation
 from gateway.s3.sigv4 import VerifiedRequest
 from gateway.s3.multipart_xml import multipart_part_count, parse_delete_request
 from gateway.s3.metadata import envelope_fields
-from gateway.s3.xml import (ListedObject, check_client_document, listed_objects, parse_error, query_after,
-                            requested_entries, rewrite_listing, visible_before_hidden)
+from gateway.s3.xml import (ListedObject, check_client_document, listed_keys, listed_objects, parse_error, probe_query,
+                              query_after, requested_entries, rewrite_listing, shadowing_prefixes,
+                              visible_before_hidden)
 
 log = logging.getLogger(__name__)
 
@@ -159,13 +160,41 @@ async def list_objects(gw: Gateway, request: web.Request, target: Target, verifi
             if response.status != 200:
                 return await relay_upstream_error(response)
             following = await _read_limited(response, MAX_LISTING_BYTES)
+    hidden = set()
+    for page in (body, following):
+        for prefix in shadowing_prefixes(page, RESERVED_KEY_PREFIX) if page is not None else ():
+            if not await _visible_keys_under(gw, target.bucket, target.query, prefix, headers):
+                hidden.add(prefix)  # it stands for the gateway's records alone: naming it would reveal them
+
+    def hide(key: str) -> bool:
+        return is_reserved_key(key) or key in hidden
+
     plaintext: set[tuple[str, str | None]] = set()
     if gw.reads_plaintext(target.bucket):
         for page in (body, following):
             if page is not None:
                 plaintext |= await _plaintext_objects(gw, target.bucket, page)
-    listing = rewrite_listing(body, listed_size, is_reserved_key, plaintext, following=following)
+    listing = rewrite_listing(body, listed_size, hide, plaintext, following=following)
     return web.Response(status=200, body=listing, headers=out)
+
+
+async def _visible_keys_under(gw: Gateway, bucket: str, query: list[tuple[str, str]], prefix: str,
+                              headers: dict[str, str]) -> bool:
+    """Whether any key a client may see lies under `prefix`: the first key at or after it, and if that one is
+    the gateway's, the first after the reserved run (its keys are contiguous in key order). One or two requests,
+    only for a common prefix that leads into the reserved prefix."""
+    first = probe_query(query, prefix)
+    for probe in (first, query_after(first, _PAST_RESERVED, 1)):
+        response = await gw.upstream.request("GET", bucket, None, probe, headers)
+        async with response:
+            if response.status != 200:
+                raise errors.UpstreamError("The object store could not list the bucket; retry.")
+            keys = listed_keys(await _read_limited(response, MAX_LISTING_BYTES))
+        if any(not is_reserved_key(key) for key in keys):
+            return True
+        if not keys:
+            return False
+    return False
 
 
 async def _plaintext_objects(gw: Gateway, bucket: str, body: bytes) -> set[tuple[str, str | None]]:

@@ -271,6 +271,37 @@ def query_after(query: Sequence[tuple[str, str]], after: str, count: int) -> lis
     return kept + [(start, after), (limit, str(count))]
 
 
+def shadowing_prefixes(body: bytes, hidden_prefix: str) -> list[str]:
+    """The common prefixes of a listing page that are shorter than `hidden_prefix` and lead into it (a delimiter
+    cut inside it, e.g. `.envelope-` for `.envelope-gateway/`). Such a prefix may stand for hidden keys alone; it
+    is shown only if a visible key lies under it (see probe_query)."""
+    root, _, _, entry_names, url_encoded = _listing(body)
+    if entry_names is None or "CommonPrefixes" not in entry_names:
+        return []
+    found = (_entry_name(entry, url_encoded) for entry in root if _split(entry.tag)[1] == "CommonPrefixes")
+    return [name for name in found if name and name != hidden_prefix and hidden_prefix.startswith(name)]
+
+
+def probe_query(query: Sequence[tuple[str, str]], prefix: str) -> list[tuple[str, str]]:
+    """A one-entry listing of the same kind as `query` (objects, versions or uploads) of every key under `prefix`,
+    no delimiter: the first key at or after `prefix` (query_after moves it past a hidden run)."""
+    names = {name for name, _ in query}
+    kind = [("uploads", ""), ("max-uploads", "1")] if "uploads" in names else \
+        [("versions", ""), ("max-keys", "1")] if "versions" in names else [("list-type", "2"), ("max-keys", "1")]
+    return [*kind, ("prefix", prefix), ("encoding-type", "url")]
+
+
+def listed_keys(body: bytes) -> list[str]:
+    """The keys a listing page's entries name (objects, versions, delete markers, uploads), decoded; not its
+    common prefixes."""
+    root, _, _, entry_names, url_encoded = _listing(body)
+    if entry_names is None:
+        return []
+    names = (_entry_name(entry, url_encoded) for entry in root
+             if _split(entry.tag)[1] in entry_names and _split(entry.tag)[1] != "CommonPrefixes")
+    return [name for name in names if name is not None]
+
+
 def requested_entries(query: Sequence[tuple[str, str]]) -> int:
     """How many entries a listing request asks for: max-keys / max-uploads, 1,000 (S3's default and cap)."""
     for name, value in query:

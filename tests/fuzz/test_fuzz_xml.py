@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 from gateway import errors
 from gateway.s3.multipart_xml import (DeleteEntry, DeleteRequest, complete_request_body, list_keys, parse_complete_request, parse_delete_request,
                                       parse_upload_id, result_etag, without_checksums)
-from gateway.s3.xml import (check_client_document, listed_objects, parse_error, rewrite_listing, tagging_header,
-                            visible_before_hidden)
+from gateway.s3.xml import (check_client_document, listed_keys, listed_objects, parse_error, rewrite_listing,
+                            shadowing_prefixes, tagging_header, visible_before_hidden)
 
 # Pieces of S3 documents, so that examples are often nearly valid (and nest, repeat and mix namespaces).
 _PIECES = st.sampled_from([
@@ -46,7 +46,8 @@ def test_store_documents_give_a_value_or_an_s3_error(body: bytes, following: byt
     readers = (lambda: rewrite_listing(body, lambda size, etag: size, _hidden, following=following),
                lambda: visible_before_hidden(body, _hidden), lambda: listed_objects(body),
                lambda: tagging_header(body), lambda: list_keys(body), lambda: parse_upload_id(body),
-               lambda: result_etag(body, "result"), lambda: without_checksums(body, "result"))
+               lambda: result_etag(body, "result"), lambda: without_checksums(body, "result"),
+               lambda: listed_keys(body), lambda: shadowing_prefixes(body, ".envelope-gateway/"))
     for read in readers:
         try:
             read()

@@ -313,3 +313,31 @@ def test_upload_listings_hide_reserved_uploads(s3, store, listed_bucket):
     s3.create_multipart_upload(Bucket=listed_bucket, Key="visible-upload")
     pages = _pages(s3, "list_multipart_uploads", Bucket=listed_bucket, PaginationConfig={"PageSize": 1})
     assert [u["Key"] for page in pages for u in page.get("Uploads", [])] == ["visible-upload"]
+
+
+def test_a_common_prefix_that_leads_into_the_reserved_prefix_shows_only_with_visible_keys(s3, store, listed_bucket):
+    """A delimiter inside `.envelope-gateway/` (here `-`) makes the store group the gateway's records under a
+    shorter prefix, `.envelope-`: shown, it would tell that such keys exist. It is shown only while a visible key
+    lies under it too — before the records in key order, or after them."""
+    def prefixes(**kwargs) -> dict[str, set[str]]:
+        found = {}
+        v2 = s3.list_objects_v2(Bucket=listed_bucket, Delimiter="-", **kwargs)
+        found["v2"] = {p["Prefix"] for p in v2.get("CommonPrefixes", [])}
+        v1 = s3.list_objects(Bucket=listed_bucket, Delimiter="-", **kwargs)
+        found["v1"] = {p["Prefix"] for p in v1.get("CommonPrefixes", [])}
+        versions = s3.list_object_versions(Bucket=listed_bucket, Delimiter="-", **kwargs)
+        found["versions"] = {p["Prefix"] for p in versions.get("CommonPrefixes", [])}
+        return found
+
+    for listing, shown in prefixes().items():
+        assert ".envelope-" not in shown, (listing, shown)
+        assert "-" in shown, (listing, shown)  # the visible "-first" still groups as S3 groups it
+    for visible in (".envelope-z", ".envelope-a"):  # after the records in key order, then before them
+        s3.put_object(Bucket=listed_bucket, Key=visible, Body=b"x")
+        for listing, shown in prefixes().items():
+            if listing == "versions" and visible > RESERVED:
+                continue  # moto skips the first version after a key-marker that is not a key (S3 does not)
+            assert ".envelope-" in shown, (visible, listing, shown)
+        s3.delete_object(Bucket=listed_bucket, Key=visible)
+    uploads = s3.list_multipart_uploads(Bucket=listed_bucket, Delimiter="-")
+    assert ".envelope-" not in {p["Prefix"] for p in uploads.get("CommonPrefixes", [])}

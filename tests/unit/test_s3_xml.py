@@ -7,7 +7,8 @@ from botocore.parsers import RestXMLParser
 from moto import mock_aws
 
 from gateway import errors
-from gateway.s3.xml import (S3_NAMESPACE, ListedObject, check_client_document, error_body, listed_objects,
+from gateway.s3.xml import (S3_NAMESPACE, ListedObject, check_client_document, error_body, listed_keys,
+                            listed_objects, probe_query, shadowing_prefixes,
                             parse_error, query_after, requested_entries, rewrite_listing, tagging_header,
                             visible_before_hidden)
 
@@ -416,3 +417,28 @@ def test_error_body_is_what_botocore_reads():
 ])
 def test_parse_error(body, expected):
     assert parse_error(body) == expected
+
+
+_PAGE = (b'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><EncodingType>url</EncodingType>'
+         b"<Contents><Key>a%2Bb</Key><Size>1</Size></Contents><Contents><Key>c+d</Key><Size>2</Size></Contents>"
+         b"<CommonPrefixes><Prefix>.envelope-</Prefix></CommonPrefixes><CommonPrefixes><Prefix>.</Prefix>"
+         b"</CommonPrefixes><CommonPrefixes><Prefix>.envelope-gateway/</Prefix></CommonPrefixes>"
+         b"<CommonPrefixes><Prefix>-</Prefix></CommonPrefixes></ListBucketResult>")
+
+
+def test_shadowing_prefixes_are_the_common_prefixes_that_lead_into_the_hidden_one():
+    assert shadowing_prefixes(_PAGE, ".envelope-gateway/") == [".envelope-", "."]
+    assert shadowing_prefixes(_PAGE, "zzz/") == []
+
+
+def test_listed_keys_are_decoded_entry_keys_without_common_prefixes():
+    assert listed_keys(_PAGE) == ["a+b", "c d"]  # form-encoded, as S3 encodes them with encoding-type=url
+
+
+@pytest.mark.parametrize("query, kind", [
+    ([("list-type", "2"), ("delimiter", "-")], [("list-type", "2"), ("max-keys", "1")]),
+    ([("delimiter", "-"), ("marker", "m")], [("list-type", "2"), ("max-keys", "1")]),
+    ([("versions", ""), ("key-marker", "k")], [("versions", ""), ("max-keys", "1")]),
+    ([("uploads", ""), ("delimiter", "-")], [("uploads", ""), ("max-uploads", "1")])])
+def test_probe_query_lists_one_key_of_the_same_kind_under_the_prefix(query, kind):
+    assert probe_query(query, ".envelope-") == [*kind, ("prefix", ".envelope-"), ("encoding-type", "url")]
